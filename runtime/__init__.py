@@ -1,0 +1,17 @@
+"""clockless runtime: packets, stream specs, graphs, the trio executor, metrics and reports.
+
+Imports nothing from ``sensors``, ``graphs`` or ``apps``.
+"""
+
+from .errors import ClocklessError, DeviceError, FormatError, GraphError, NodeError, StreamOrderError
+from .events import AUDIO_EVENT, DECISION_EVENT, DVS_EVENT, SPIKE_EVENT, empty_events, make_dvs_events
+from .packet import Packet, Packetizer, check_packet, concat_events, make_packet, packetize
+from .spec import StreamSpec, audio_spec, decision_spec, dvs_spec, spike_spec
+from .stage import COUNTER_KEYS, OpenSource, Sink, Source, Stage
+
+__all__ = [
+    "AUDIO_EVENT", "COUNTER_KEYS", "ClocklessError", "DECISION_EVENT", "DVS_EVENT", "DeviceError", "FormatError",
+    "GraphError", "NodeError", "OpenSource", "Packet", "Packetizer", "SPIKE_EVENT", "Sink", "Source", "Stage",
+    "StreamOrderError", "StreamSpec", "audio_spec", "check_packet", "concat_events", "decision_spec", "dvs_spec",
+    "empty_events", "make_dvs_events", "make_packet", "packetize", "spike_spec",
+]
