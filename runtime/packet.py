@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .errors import StreamOrderError
+from .packet_kernels import first_descent
 
 __all__ = ["Packet", "make_packet", "check_packet", "Packetizer", "packetize", "concat_events"]
 
@@ -62,11 +63,10 @@ def check_packet(events: np.ndarray, t_end_us: int, *, where: str, t_min_us: int
             raise StreamOrderError(f"{where}: watermark went back from {t_min_us} to {t_end_us} µs")
         return
     t = events["t"]
-    steps = np.diff(t)
-    if steps.size and steps.min() < 0:
-        i = int(np.argmax(steps < 0))
+    i = first_descent(t)
+    if i >= 0:
         raise StreamOrderError(
-            f"{where}: field 't' must not decrease; event {i + 1} has t={int(t[i + 1])} µs after t={int(t[i])} µs "
+            f"{where}: field 't' must not decrease; event {i} has t={int(t[i])} µs after t={int(t[i - 1])} µs "
             "(sort the events, or replay with --repair-order)"
         )
     if int(t[-1]) >= t_end_us:
