@@ -112,7 +112,7 @@ class Run:
     def report(self) -> dict:
         end = self.wall_end_ns or time.perf_counter_ns()
         wall_s = (end - self.wall_start_ns) / 1e9 if self.wall_start_ns else 0.0
-        live = any(r.blocking for r in self.sources.values())
+        live = any(r.live for r in self.sources.values())
         return build_report(
             graph_name=self.graph.name,
             sources=list(self.sources.values()),
@@ -218,7 +218,7 @@ class Run:
         async with AsyncExitStack() as stack:
             for e in edges:
                 await stack.enter_async_context(e.send)
-            paced = self.speed is not None and not runner.blocking
+            paced = self.speed is not None and not runner.live
             # lossy edges never make the source wait, so it must yield by itself now and then
             yield_every = 16 if any(e.policy != "block" for e in edges) else 64
             anchor_trio = 0.0

@@ -33,6 +33,7 @@ class NodeStats:
     packets_out: int = 0
     wakeups: int = 0
     busy_ns: int = 0
+    max_step_ns: int = 0  # the longest single step: how long this node held the event loop at once
     edges_in: list[EdgeStats] = field(default_factory=list)
 
     @property

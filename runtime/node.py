@@ -50,7 +50,10 @@ class StageRunner:
             t = packet.events["t"]
             a, b = (int(t[0]), int(t[-1])) if n else (packet.t_end_us, packet.t_end_us)
             raise NodeError(self.name, a, b, exc) from exc
-        st.busy_ns += _now() - t0
+        dt = _now() - t0
+        st.busy_ns += dt
+        if dt > st.max_step_ns:
+            st.max_step_ns = dt
         for o in outs:
             st.packets_out += 1
             st.events_out += o.events.shape[0]
@@ -92,6 +95,8 @@ class SourceRunner:
         self.opened = opened
         self.spec: StreamSpec = opened.spec
         self.blocking = bool(getattr(opened, "blocking", False))
+        # live: timestamps are arrival times, so replay pacing does not apply (a video file may block yet be paced)
+        self.live = bool(getattr(opened, "live", self.blocking))
         self.stats = NodeStats()
         self.last_wm: int | None = None
         self.t_first: int | None = None
@@ -128,7 +133,10 @@ class SourceRunner:
         except Exception as exc:
             raise NodeError(self.name, self.last_wm, self.last_wm, exc) from exc
         finally:
-            self.stats.busy_ns += _now() - t0
+            dt = _now() - t0
+            self.stats.busy_ns += dt
+            if dt > self.stats.max_step_ns:
+                self.stats.max_step_ns = dt
         return packet
 
     def counters(self) -> dict[str, int]:

@@ -10,7 +10,7 @@ Schema (version 1; keys are a contract other tools rely on)::
     ops: {synaptic_ops, neuron_updates, ops_per_event, dense_macs_equivalent, gated_events, gate_ops,
           frontend_macs, energy_uj_estimate}
     nodes: {NAME: {events_in, events_out, synaptic_ops, busy_s, wakeups, drops, packets_in, packets_out,
-                   queue_high_water, ...other counters}}
+                   queue_high_water, max_step_us, ...other counters}}
     decisions: [{t_us, label, score, onset_us}]
     segments:  [{start_us, end_us, decided_us, label}]
 
@@ -158,6 +158,7 @@ def _node_entry(stats, counters: dict) -> dict:
         "packets_in": int(stats.packets_in),
         "packets_out": int(stats.packets_out),
         "queue_high_water": int(stats.queue_high_water),
+        "max_step_us": round(stats.max_step_ns / 1000, 1),
     }
     for k, v in counters.items():
         if k not in entry and _jsonable(v):
