@@ -1,0 +1,163 @@
+"""numba kernels of the DVS pixel model (see ``sensors.emulator`` for the model and its parameters).
+
+Every kernel takes flat arrays and scalars only. State arrays are float32 (memory traffic is what a frame costs);
+arithmetic is float64 after explicit casts and roundings, so the slow reference twins in
+``tests/test_sensors_emulator.py`` reproduce the kernels bit for bit.
+
+A frame is two passes: ``frame_update`` is a lean loop over every pixel (filter, leak, threshold test) that lists
+the few pixels that crossed; ``frame_crossings`` makes their events. Keeping the event code out of the per-pixel
+loop roughly halves the cost of a frame.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from runtime.events import DVS_EVENT
+
+__all__ = ["frame_update", "frame_crossings", "sort_by_time", "warm_up"]
+
+
+@njit(cache=True, nogil=True)
+def _crossing_time(level, lp0, span, t_prev_us, dt_us):
+    """Time in (t_prev, t_prev + dt] at which a signal moving linearly from lp0 by span reaches level."""
+    frac = (level - lp0) / span if span != 0.0 else 1.0
+    if frac < 0.0:
+        frac = 0.0
+    elif frac > 1.0:
+        frac = 1.0
+    t = t_prev_us + int(math.floor(frac * dt_us + 0.5))
+    if t <= t_prev_us:
+        t = t_prev_us + 1
+    return t
+
+
+@njit(cache=True, nogil=True)
+def frame_update(
+    frame, log_lut, eps_lut, log_values, eps_values, use_lut, use_lowpass, lp, base, th_on, th_off, leak,
+    cand_idx, cand_lp0,
+):
+    """Pass 1 over every pixel: low-pass, leak, and the list of pixels whose change reached a threshold.
+
+    ``use_lut``: the frame is flat uint8 and the lin-log value and low-pass gain come from 256-entry tables;
+    otherwise they are given per pixel in ``log_values`` / ``eps_values`` (float frames). ``lp`` and ``base``
+    are float32 quantities: the new values are rounded before the test, so pass 2 sees exactly what was tested.
+    Returns the number of candidate pixels written to ``cand_idx`` (pixel) and ``cand_lp0`` (previous ``lp``).
+    """
+    m = 0
+    for i in range(lp.shape[0]):
+        if use_lut:
+            v = frame[i]
+            log_new = np.float64(log_lut[v])
+            eps = np.float64(eps_lut[v])
+        else:
+            log_new = np.float64(log_values[i])
+            eps = np.float64(eps_values[i])
+        lp0 = lp[i]
+        if use_lowpass:
+            lp1 = np.float32(lp0 + eps * (log_new - np.float64(lp0)))
+        else:
+            lp1 = np.float32(log_new)
+        b = np.float32(np.float64(base[i]) - np.float64(leak[i]))
+        d = np.float64(lp1) - np.float64(b)
+        if d >= np.float64(th_on[i]) or d <= -np.float64(th_off[i]):
+            cand_idx[m] = i
+            cand_lp0[m] = lp0
+            m += 1
+        lp[i] = lp1
+        base[i] = b
+    return m
+
+
+@njit(cache=True, nogil=True)
+def frame_crossings(
+    cand_idx, cand_lp0, n_cand, start, lp, base, th_on, th_off, t_prev_us, dt_us, refractory_us, t_last, width,
+    out_x, out_y, out_t, out_p,
+):
+    """Pass 2 over the candidates ``start..n_cand``: their events, ``base`` moved by the crossings made.
+
+    Stops before a candidate whose events do not fit in the output columns, leaving its state untouched, and
+    returns ``(n_written, next_candidate)`` so the caller grows its buffers and resumes there.
+    """
+    n = 0
+    capacity = out_x.shape[0]
+    for j in range(start, n_cand):
+        i = cand_idx[j]
+        lp0 = np.float64(cand_lp0[j])
+        lp1 = np.float64(lp[i])
+        b = np.float64(base[i])
+        d = lp1 - b
+        ton = np.float64(th_on[i])
+        toff = np.float64(th_off[i])
+        if d >= ton:
+            th = ton
+            sign = 1.0
+            k = int(d / ton)
+        else:
+            th = toff
+            sign = -1.0
+            k = int(-d / toff)
+        span = lp1 - lp0
+        y = i // width
+        x = i - y * width
+        # Events are written past n but only kept (n advanced, state changed) when all of them fit.
+        t_free = t_last[i] + refractory_us
+        w = n
+        for q in range(1, k + 1):
+            t = _crossing_time(b + sign * q * th, lp0, span, t_prev_us, dt_us)
+            if t >= t_free:
+                if w == capacity:
+                    return n, j
+                out_x[w] = x
+                out_y[w] = y
+                out_t[w] = t
+                out_p[w] = sign > 0.0
+                w += 1
+                t_free = t + refractory_us
+        if w > n:
+            t_last[i] = out_t[w - 1]
+            n = w
+        # The memorized level follows every crossing, emitted or held in refractory (the pixel is in reset).
+        base[i] = b + sign * k * th
+    return n, n_cand
+
+
+@njit(cache=True, nogil=True)
+def sort_by_time(x, y, t, p, t_lo, span, out_x, out_y, out_t, out_p):
+    """Stable counting sort of events with t in [t_lo, t_lo + span) into the output columns. O(n + span)."""
+    counts = np.zeros(span + 1, dtype=np.int64)
+    n = t.shape[0]
+    for i in range(n):
+        counts[t[i] - t_lo + 1] += 1
+    for k in range(1, span + 1):
+        counts[k] += counts[k - 1]
+    for i in range(n):
+        k = t[i] - t_lo
+        j = counts[k]
+        counts[k] = j + 1
+        out_x[j] = x[i]
+        out_y[j] = y[i]
+        out_t[j] = t[i]
+        out_p[j] = p[i]
+
+
+def warm_up() -> None:
+    """Compile (or load from cache) every kernel on tiny inputs, so no real frame pays for compilation."""
+    npx = 4
+    f32 = np.zeros(npx, dtype=np.float32)
+    th = np.full(npx, 0.2, dtype=np.float32)
+    t_last = np.full(npx, -(1 << 60), dtype=np.int64)
+    ox, oy = np.zeros(8, np.int16), np.zeros(8, np.int16)
+    ot, op = np.zeros(8, np.int64), np.zeros(8, np.bool_)
+    lut = np.zeros(256, dtype=np.float32)
+    cand_idx, cand_lp0 = np.zeros(npx, np.int32), np.zeros(npx, np.float32)
+    for use_lut in (True, False):
+        frame_update(np.zeros(npx, np.uint8), lut, lut, f32, f32, use_lut, True, f32.copy(), f32.copy(), th, th, f32,
+                     cand_idx, cand_lp0)
+    frame_crossings(cand_idx, cand_lp0, 0, 0, f32.copy(), f32.copy(), th, th, 0, 10, 0, t_last.copy(), 2,
+                    ox, oy, ot, op)
+    out = np.zeros(2, dtype=DVS_EVENT)  # field views are strided: compile that layout, the one used for real
+    sort_by_time(ox[:1], oy[:1], ot[:1] + 1, op[:1], 1, 1, out["x"], out["y"], out["t"], out["p"])
