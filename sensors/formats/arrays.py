@@ -1,0 +1,319 @@
+"""Event arrays in generic containers: tonic-style ``.npy``, ``.npz`` archives and HDF5 files.
+
+Columns are found by name: x (``x``, ``xs``), y (``y``, ``ys``), time (``t``, ``ts``, ``timestamp(s)``) and polarity
+(``p``, ``ps``, ``pol``, ``polarity``, ``polarities``, ``on``). An array with x, t and p but no y is a cochlea
+(audio) stream with x the channel. Time stored as integers is µs; time stored as floats is seconds and is
+converted to µs by rounding to the nearest µs. Polarity is ON where the stored value is > 0 (so 0/1, -1/1 and
+booleans all work).
+
+These containers carry no standard geometry. The sensor size comes from, in order: ``sensor_size``; the
+file (an npz member ``sensor_size``, HDF5 attributes ``sensor_size`` or ``width``/``height`` on the file or
+the events group, or DSEC-style ``sensor_resolution``); a sidecar ``NAME.json`` next to the file with a
+``sensor_size`` list (as ``clockless convert`` writes); otherwise a FormatError asks for ``--sensor-size``
+(we never guess it from the largest coordinate). ``.npy`` files are memory-mapped and npz / HDF5 members are
+read a slice at a time, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+
+from runtime.events import AUDIO_EVENT, DVS_EVENT
+
+from .base import ORIGIN_SIDECAR, Reader
+
+__all__ = ["NpyReader", "NpzReader", "Hdf5Reader", "COLUMN_NAMES"]
+
+COLUMN_NAMES = {
+    "x": ("x", "xs"),
+    "y": ("y", "ys"),
+    "t": ("t", "ts", "timestamp", "timestamps"),
+    "p": ("p", "ps", "pol", "polarity", "polarities", "on"),
+}
+
+
+def match_columns(names) -> dict[str, str]:
+    """Map x/y/t/p to the names present (y may be missing: audio)."""
+    lower = {n.lower(): n for n in names}
+    found = {}
+    for key, options in COLUMN_NAMES.items():
+        for o in options:
+            if o in lower:
+                found[key] = lower[o]
+                break
+    return found
+
+
+class _ColumnReader(Reader):
+    """Shared conversion from named columns to DVS_EVENT / AUDIO_EVENT."""
+
+    kind_from_file = True
+
+    def _setup_columns(self, names, dtypes: dict, size_from_file, *, offset_us: int = 0) -> None:
+        cols = match_columns(names)
+        missing = [k for k in ("x", "t", "p") if k not in cols]
+        if missing:
+            raise self._fail(
+                f"no {'/'.join(missing)} column (found {sorted(names)}; expected x, y, t, p as in tonic, "
+                "or t, x, p for audio)"
+            )
+        self.cols = cols
+        self.audio = "y" not in cols
+        t_dtype = np.dtype(dtypes[cols["t"]])
+        if t_dtype.kind == "f":
+            self.t_unit = "s"
+        elif t_dtype.kind in "iu":
+            self.t_unit = "us"
+        else:
+            raise self._fail(f"time column {cols['t']!r} has dtype {t_dtype} (expected integer µs or float seconds)")
+        self.offset_us = int(offset_us)
+        size, origin = size_from_file, None
+        if size is None:
+            size = self._sidecar_size()
+            origin = ORIGIN_SIDECAR if size is not None else None
+        size = None if size is None else tuple(int(v) for v in size)[: 1 if self.audio else 2]
+        self._set_geometry(size, hint=" (no sensor_size in the file or a NAME.json sidecar)")
+        if origin is not None and self.sensor_size_origin != "user":
+            self.sensor_size_origin = origin
+
+    def _sidecar_size(self):
+        side = self.path.with_suffix(".json")
+        if not side.is_file():
+            return None
+        try:
+            meta = json.loads(side.read_text())
+        except (OSError, ValueError) as exc:
+            raise self._fail(f"sidecar {side.name} is not valid JSON: {exc}") from None
+        size = meta.get("sensor_size") if isinstance(meta, dict) else None
+        if size is None:
+            return None
+        if not isinstance(size, (list, tuple)) or not all(isinstance(v, int) for v in size):
+            raise self._fail(f"sidecar {side.name}: 'sensor_size' must be a list of integers, found {size!r}")
+        return size
+
+    def _convert(self, x, y, t, p) -> np.ndarray:
+        out = np.empty(t.shape[0], AUDIO_EVENT if self.audio else DVS_EVENT)
+        if self.t_unit == "s":
+            tt = np.asarray(t, dtype=np.float64) * 1e6
+            if not np.all(np.isfinite(tt)):
+                i = int(np.flatnonzero(~np.isfinite(tt))[0])
+                raise self._fail(f"time column holds a non-finite value at row {i} of this chunk")
+            out["t"] = np.rint(tt).astype(np.int64) + self.offset_us
+        else:
+            out["t"] = np.asarray(t).astype(np.int64) + self.offset_us
+        for name, col, bits in (("x", x, 16), ("y", y, 16)):
+            if col is None:
+                continue
+            col = np.asarray(col)
+            if col.dtype.kind == "f" or (col.dtype.kind in "iu" and col.dtype.itemsize > 2):
+                bad = (col < -(1 << 15)) | (col >= (1 << 15))
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    raise self._fail(f"column {name} holds {col[i]} at row {i} of a chunk (outside int16)")
+            out[name] = col
+        out["p"] = np.asarray(p) > 0
+        return out
+
+
+class NpyReader(_ColumnReader):
+    """A structured ``.npy`` array (``tonic.io.events_struct`` layout or any with matching field names)."""
+
+    format = "npy"
+
+    def _open(self) -> None:
+        try:
+            arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise self._fail(f"not a readable .npy array: {exc}") from None
+        if arr.dtype.names is None or arr.ndim != 1:
+            raise self._fail(
+                f"expected a 1-D structured array with fields x, y, t, p, found dtype {arr.dtype} shape {arr.shape}"
+            )
+        self._arr = arr
+        self._setup_columns(arr.dtype.names, {n: arr.dtype[n] for n in arr.dtype.names}, None)
+
+    def _decode(self, max_events: int):
+        arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        c = self.cols
+        fast = arr.dtype == (AUDIO_EVENT if self.audio else DVS_EVENT) and self.t_unit == "us"
+        for a in range(0, arr.shape[0], max_events):
+            part = arr[a : a + max_events]
+            if fast:
+                yield np.array(part)  # same layout: one copy out of the memory map
+            else:
+                yield self._convert(part[c["x"]], part[c["y"]] if "y" in c else None, part[c["t"]], part[c["p"]])
+
+
+class _NpyMember:
+    """Reads a .npy member of a zip archive a slice at a time."""
+
+    def __init__(self, zf: zipfile.ZipFile, name: str, reader: Reader):
+        self.f = zf.open(name)
+        try:
+            version = np.lib.format.read_magic(self.f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(self.f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(self.f)
+        except (ValueError, OSError, EOFError) as exc:
+            raise reader._fail(f"npz member {name!r} is not a .npy array: {exc}") from None
+        if dtype.hasobject:
+            raise reader._fail(f"npz member {name!r} holds Python objects (expected numbers)")
+        self.name, self.shape, self.dtype, self.fortran = name, shape, dtype, fortran
+        self.reader = reader
+
+    def read(self, n: int) -> np.ndarray:
+        want = n * self.dtype.itemsize
+        data = self.f.read(want)
+        if len(data) % self.dtype.itemsize:
+            raise self.reader._fail(f"npz member {self.name!r} is truncated")
+        return np.frombuffer(data, dtype=self.dtype)
+
+    def close(self):
+        self.f.close()
+
+
+class NpzReader(_ColumnReader):
+    """An ``.npz`` archive with either one structured member (``events`` preferred) or one member per column."""
+
+    format = "npz"
+
+    def _open(self) -> None:
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                members = {n[:-4]: n for n in zf.namelist() if n.endswith(".npy")}
+                heads = {k: _NpyMember(zf, v, self) for k, v in members.items()}
+                for h in heads.values():
+                    h.close()
+                size = None
+                if "sensor_size" in members:
+                    with zf.open(members["sensor_size"]) as f:
+                        size = np.lib.format.read_array(f, allow_pickle=False).astype(int).tolist()
+        except zipfile.BadZipFile as exc:
+            raise self._fail(f"not a readable .npz (zip) archive: {exc}") from None
+        structured = [k for k, h in heads.items() if h.dtype.names is not None and len(h.shape) == 1]
+        if structured:
+            key = "events" if "events" in structured else structured[0]
+            self.layout = ("structured", members[key])
+            dt = heads[key].dtype
+            self._setup_columns(dt.names, {n: dt[n] for n in dt.names}, size)
+        else:
+            cols = match_columns(heads)
+            self.layout = ("columns", {k: members[v] for k, v in cols.items()})
+            self._setup_columns(list(heads), {k: heads[k].dtype for k in heads}, size)
+            lengths = {heads[cols[k]].shape for k in cols}
+            if len(lengths) != 1:
+                raise self._fail(f"column members differ in length: { {cols[k]: heads[cols[k]].shape for k in cols} }")
+
+    def _decode(self, max_events: int):
+        with zipfile.ZipFile(self.path) as zf:
+            if self.layout[0] == "structured":
+                m = _NpyMember(zf, self.layout[1], self)
+                c = self.cols
+                try:
+                    while True:
+                        part = m.read(max_events)
+                        if part.shape[0] == 0:
+                            break
+                        yield self._convert(part[c["x"]], part[c["y"]] if "y" in c else None, part[c["t"]], part[c["p"]])
+                finally:
+                    m.close()
+            else:
+                ms = {k: _NpyMember(zf, v, self) for k, v in self.layout[1].items()}
+                try:
+                    while True:
+                        cols = {k: m.read(max_events) for k, m in ms.items()}
+                        if cols["t"].shape[0] == 0:
+                            break
+                        yield self._convert(cols["x"], cols.get("y"), cols["t"], cols["p"])
+                finally:
+                    for m in ms.values():
+                        m.close()
+
+
+class Hdf5Reader(_ColumnReader):
+    """HDF5 with x/y/t/p datasets in a group (``events``, ``raw_events``, ``CD``, or the root), or one compound
+    dataset with those fields. DSEC's ``t_offset`` (µs, at the root) is added to t."""
+
+    format = "hdf5"
+    GROUPS = ("events", "raw_events", "CD", "cd", "")
+
+    def _open(self) -> None:
+        import h5py
+
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise self._fail(f"not a readable HDF5 file: {exc}") from None
+        with f:
+            target = None
+            for g in self.GROUPS:
+                if g and g not in f:
+                    continue
+                obj = f[g] if g else f
+                if isinstance(obj, h5py.Group):
+                    names = [n for n in obj if isinstance(obj[n], h5py.Dataset)]
+                    cols = match_columns(names)
+                    if "x" in cols and "t" in cols and "p" in cols:
+                        target = ("group", obj.name, {n: obj[n].dtype for n in names})
+                        break
+                    if "events" in obj and isinstance(obj["events"], h5py.Dataset) and obj["events"].dtype.names:
+                        ds = obj["events"]
+                        target = ("compound", ds.name, {n: ds.dtype[n] for n in ds.dtype.names})
+                        break
+                elif isinstance(obj, h5py.Dataset) and obj.dtype.names:
+                    target = ("compound", obj.name, {n: obj.dtype[n] for n in obj.dtype.names})
+                    break
+            if target is None:
+                raise self._fail(
+                    "no event datasets found (expected a group such as events/ or raw_events/ with x, y, t, p, "
+                    "or a compound dataset with those fields)"
+                )
+            self.layout = target
+            size = self._size_attrs(f, f[target[1]] if target[0] == "group" else f[target[1]].parent)
+            offset = int(np.asarray(f["t_offset"][()]).item()) if "t_offset" in f else 0
+            if target[0] == "group":
+                g = f[target[1]]
+                cols = match_columns(list(target[2]))
+                lengths = {n: g[cols[n]].shape for n in cols}
+                if len(set(lengths.values())) != 1:
+                    raise self._fail(f"event columns differ in length: {lengths}")
+                self.n_events = g[cols["t"]].shape[0]
+            else:
+                self.n_events = f[target[1]].shape[0]
+            try:
+                self._setup_columns(list(target[2]), target[2], size, offset_us=offset)
+            except ValueError as exc:
+                raise self._fail(str(exc)) from None
+
+    @staticmethod
+    def _size_attrs(f, group):
+        for obj in (group, f):
+            a = obj.attrs
+            for key in ("sensor_size", "sensor_resolution"):
+                if key in a:
+                    return [int(v) for v in np.asarray(a[key]).ravel()]
+            if "width" in a and "height" in a:
+                return [int(np.asarray(a["width"]).item()), int(np.asarray(a["height"]).item())]
+        return None
+
+    def _decode(self, max_events: int):
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            c = self.cols
+            if self.layout[0] == "group":
+                g = f[self.layout[1]]
+                for a in range(0, self.n_events, max_events):
+                    b = min(self.n_events, a + max_events)
+                    yield self._convert(
+                        g[c["x"]][a:b], g[c["y"]][a:b] if "y" in c else None, g[c["t"]][a:b], g[c["p"]][a:b]
+                    )
+            else:
+                ds = f[self.layout[1]]
+                for a in range(0, self.n_events, max_events):
+                    part = ds[a : min(self.n_events, a + max_events)]
+                    yield self._convert(part[c["x"]], part[c["y"]] if "y" in c else None, part[c["t"]], part[c["p"]])

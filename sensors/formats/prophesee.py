@@ -1,0 +1,321 @@
+"""Prophesee recordings: EVT 2.0, EVT 2.1 and EVT 3.0 ``.raw`` files, and ``.dat`` files.
+
+A ``.raw`` file is a text header of ``% key value`` lines (ended by ``% end`` in newer files) followed by the
+camera's words, little-endian. The header names the encoding (``% evt 3.0`` or ``% format EVT3;width=...``) and,
+in newer files, the geometry (``% geometry 1280x720`` or ``width=``/``height=`` in the format line). Older Gen3
+files name no geometry: the size then comes from the camera model in the header (``plugin_name`` /
+``sensor_generation``, see ``CAMERA_SIZES``) and failing that from ``DEFAULT_SIZE`` (1280×720, Metavision's and
+faery's fallback); ``sensor_size_origin`` says which. EVT words are decoded by the numba kernels in
+``kernels/evt.py``, a block of the file at a time.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from runtime.events import DVS_EVENT
+
+from .base import TRIGGER_EVENT, Reader
+from .kernels import evt as K
+from .kernels.common import unwrap_u32
+
+__all__ = ["RawHeader", "read_raw_header", "EvtReader", "Evt2Reader", "Evt21Reader", "Evt3Reader", "DatReader"]
+
+DEFAULT_SIZE = (1280, 720)
+# camera model named in the header -> sensor size, for headers without geometry (checked in order)
+CAMERA_SIZES = (
+    ("gen31", (640, 480)),
+    ("gen3", (640, 480)),
+    ("imx636", (1280, 720)),
+    ("gen41", (1280, 720)),
+    ("gen4", (1280, 720)),
+    ("imx646", (1280, 720)),
+    ("genx320", (320, 320)),
+    ("imx8", (320, 320)),
+)
+GENERATION_SIZES = {"3.0": (640, 480), "3.1": (640, 480), "4.0": (1280, 720), "4.1": (1280, 720), "4.2": (1280, 720)}
+_MAX_HEADER = 1 << 20
+
+
+class RawHeader:
+    """The ``%`` header of a Prophesee file: its lines as a dict, and where the binary data starts."""
+
+    def __init__(self, fields: dict[str, str], data_offset: int):
+        self.fields = fields
+        self.data_offset = data_offset
+
+    def encoding(self) -> str | None:
+        """``"evt2"``, ``"evt21"``, ``"evt3"`` from ``% evt X`` or ``% format EVTX``; None if not named."""
+        fmt = self.fields.get("format", "")
+        name = fmt.split(";")[0].strip().upper() if fmt else ""
+        table = {"EVT2": "evt2", "EVT21": "evt21", "EVT3": "evt3", "EVT2.0": "evt2", "EVT2.1": "evt21", "EVT3.0": "evt3"}
+        if name in table:
+            return table[name]
+        evt = self.fields.get("evt", "").strip()
+        return {"2.0": "evt2", "2.1": "evt21", "3.0": "evt3", "2": "evt2", "3": "evt3"}.get(evt)
+
+    def format_options(self) -> dict[str, str]:
+        opts = {}
+        for part in self.fields.get("format", "").split(";")[1:]:
+            if "=" in part:
+                key, value = part.split("=", 1)
+                opts[key.strip().lower()] = value.strip()
+        return opts
+
+    def geometry(self) -> tuple[int, int] | None:
+        opts = self.format_options()
+        if "width" in opts and "height" in opts:
+            return int(opts["width"]), int(opts["height"])
+        geo = self.fields.get("geometry")
+        if geo:
+            m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", geo)
+            if m:
+                return int(m.group(1)), int(m.group(2))
+        lower = {k.lower(): v for k, v in self.fields.items()}
+        if "width" in lower and "height" in lower:
+            try:
+                return int(lower["width"]), int(lower["height"])
+            except ValueError:
+                return None
+        return None
+
+    def camera_size(self) -> tuple[tuple[int, int], str] | None:
+        plugin = self.fields.get("plugin_name", "").lower()
+        for key, size in CAMERA_SIZES:
+            if key in plugin:
+                return size, f"plugin_name {self.fields['plugin_name']}"
+        gen = self.fields.get("sensor_generation", "").strip()
+        if gen in GENERATION_SIZES:
+            return GENERATION_SIZES[gen], f"sensor_generation {gen}"
+        return None
+
+
+def read_raw_header(path, f) -> RawHeader:
+    """Parse ``% ...`` lines from the start of ``f``; stops after ``% end`` or at the first non-``%`` byte."""
+    fields: dict[str, str] = {}
+    offset = 0
+    while True:
+        first = f.read(1)
+        if first != b"%":
+            break
+        line = f.readline(_MAX_HEADER)
+        if not line.endswith(b"\n"):
+            raise _header_error(path, offset, "header line without a newline (file truncated in the header?)")
+        offset += 1 + len(line)
+        if offset > _MAX_HEADER:
+            raise _header_error(path, offset, f"header longer than {_MAX_HEADER} bytes")
+        text = line.decode("latin-1").strip()
+        if text == "end":
+            break
+        if text:
+            key, _, value = text.partition(" ")
+            fields[key] = value.strip()
+    f.seek(offset)
+    return RawHeader(fields, offset)
+
+
+def _header_error(path, offset, msg):
+    from runtime.errors import FormatError
+
+    return FormatError(path, msg, offset=offset)
+
+
+class EvtReader(Reader):
+    """Shared block loop of the EVT readers (the kernel and word size differ)."""
+
+    word_dtype = np.dtype("<u4")
+    version = ""
+
+    def _open(self) -> None:
+        with open(self.path, "rb") as f:
+            header = read_raw_header(self.path, f)
+        self.header = header
+        named = header.encoding()
+        if named is not None and named != self.version:
+            raise self._fail(
+                f"the header says {named.upper()} but the file is being read as {self.version.upper()} "
+                f"(drop format= to use the header's)",
+                offset=0,
+            )
+        camera = header.camera_size()
+        self._set_geometry(
+            header.geometry(),
+            camera_size=None if camera is None else camera[0],
+            default_size=DEFAULT_SIZE,
+        )
+        self.data_offset = header.data_offset
+        self.swap_halves = header.format_options().get("endianness", "") == "legacy"
+
+    def _run(self, words, start, out, trig, state, width, height):
+        return K.evt2_decode(words, start, out, trig[0], trig[1], trig[2], state, width, height)
+
+    def _events_per_word(self) -> int:
+        return 1
+
+    def _decode(self, max_events: int, want_triggers: bool = False):
+        width, height = self.spec.shape[0], self.spec.shape[1]
+        itemsize = self.word_dtype.itemsize
+        block_words = max(1024, max_events // self._events_per_word())
+        cap = max(max_events, 64)  # room for one whole vector word whatever max_events is
+        state = K.new_state()
+        trig = (np.empty(block_words, np.int64), np.empty(block_words, np.uint8), np.empty(block_words, np.bool_))
+        self._trigger_parts = []
+        words_done = 0
+        tail = b""
+        with open(self.path, "rb") as f:
+            f.seek(self.data_offset)
+            while True:
+                raw = f.read(block_words * itemsize)
+                if not raw:
+                    if tail:
+                        self._trailing(len(tail), words_done)
+                    return
+                data = tail + raw if tail else raw
+                usable = len(data) - len(data) % itemsize
+                tail = data[usable:]
+                if usable == 0:
+                    continue
+                words = np.frombuffer(data, dtype=self.word_dtype, count=usable // itemsize)
+                block_offset = self.data_offset + words_done * itemsize
+                words_done += words.shape[0]
+                pos = 0
+                while pos < words.shape[0]:
+                    out = np.empty(cap, dtype=DVS_EVENT)
+                    state[K.S_DISORDER] = 0
+                    state[K.S_OUTSIDE] = 0
+                    pos, k, ntrig, status, bad = self._run(words, pos, out, trig, state, width, height)
+                    if ntrig:
+                        self.counts["triggers"] += int(ntrig)
+                        if want_triggers:
+                            part = np.empty(ntrig, TRIGGER_EVENT)
+                            part["t"] = trig[0][:ntrig]
+                            part["id"] = trig[1][:ntrig]
+                            part["p"] = trig[2][:ntrig]
+                            self._trigger_parts.append(part)
+                    self.counts["wraps_unwrapped"] = int(state[K.S_WRAPS])
+                    self.counts["time_low_backsteps_held"] = int(state[K.S_HELD])
+                    ok = bool(state[K.S_DISORDER] == 0 and state[K.S_OUTSIDE] == 0)
+                    for j in range(0, k, max_events):
+                        yield out[j : min(k, j + max_events)], ok
+                    if status == K.BAD_TYPE:
+                        w = int(words[bad])
+                        raise self._fail(
+                            f"{self.version.upper()} word 0x{w:0{itemsize * 2}x} has reserved type "
+                            f"0x{w >> (itemsize * 8 - 4):x} (expected one of {self.known_types}); "
+                            "the file is corrupt or not this encoding",
+                            offset=block_offset + bad * itemsize,
+                        )
+
+    def _trailing(self, nbytes: int, words_read: int) -> None:
+        offset = self.data_offset + words_read * self.word_dtype.itemsize
+        raise self._fail(
+            f"file truncated: {nbytes} byte(s) left after the last whole {self.word_dtype.itemsize}-byte "
+            f"{self.version.upper()} word",
+            offset=offset,
+        )
+
+    def triggers(self) -> np.ndarray:
+        counts = self.counts
+        for _ in self._decode(1 << 20, want_triggers=True):
+            pass
+        parts = self._trigger_parts
+        self._trigger_parts = []
+        self.counts = counts
+        if not parts:
+            return np.empty(0, TRIGGER_EVENT)
+        return np.concatenate(parts)
+
+
+class Evt2Reader(EvtReader):
+    format = "evt2"
+    version = "evt2"
+    word_dtype = np.dtype("<u4")
+    known_types = "0x0 CD_OFF, 0x1 CD_ON, 0x8 TIME_HIGH, 0xA EXT_TRIGGER, 0xE OTHERS, 0xF CONTINUED"
+
+
+class Evt21Reader(EvtReader):
+    format = "evt21"
+    version = "evt21"
+    word_dtype = np.dtype("<u8")
+    known_types = "0x0 EVT_NEG, 0x1 EVT_POS, 0x8 TIME_HIGH, 0xA EXT_TRIGGER, 0xE OTHERS, 0xF CONTINUED"
+
+    def _run(self, words, start, out, trig, state, width, height):
+        return K.evt21_decode(words, start, out, trig[0], trig[1], trig[2], state, width, height, self.swap_halves)
+
+    def _events_per_word(self) -> int:
+        return 32
+
+
+class Evt3Reader(EvtReader):
+    format = "evt3"
+    version = "evt3"
+    word_dtype = np.dtype("<u2")
+    known_types = (
+        "0x0 ADDR_Y, 0x2 ADDR_X, 0x3 VECT_BASE_X, 0x4 VECT_12, 0x5 VECT_8, 0x6 TIME_LOW, 0x7 CONTINUED_4, "
+        "0x8 TIME_HIGH, 0xA EXT_TRIGGER, 0xE OTHERS, 0xF CONTINUED_12"
+    )
+
+    def _run(self, words, start, out, trig, state, width, height):
+        return K.evt3_decode(words, start, out, trig[0], trig[1], trig[2], state, width, height)
+
+    def _events_per_word(self) -> int:
+        return 1  # vectors hold up to 12, but most words carry one event or none: decode resumes mid-block
+
+
+_DAT_EVENT = np.dtype([("ts", "<u4"), ("data", "<u4")])
+
+
+class DatReader(Reader):
+    """Prophesee ``.dat``: ``%`` header, a 2-byte (event type, event size) pair, then 8-byte events
+    (u32 µs timestamp; u32 with x in bits 0-13, y in 14-27, polarity in 28-31). Geometry from ``% Width`` /
+    ``% Height`` or ``% geometry``; without them the ATIS (Gen1) 304×240 this format was written for."""
+
+    format = "dat"
+    DEFAULT_SIZE = (304, 240)
+    CD_TYPES = (0x00, 0x0C)  # Event2d (ATIS / Gen1 era), EventCD
+
+    def _open(self) -> None:
+        with open(self.path, "rb") as f:
+            header = read_raw_header(self.path, f)
+            pair = f.read(2)
+        self.header = header
+        if len(pair) < 2:
+            raise self._fail("file truncated: no event type/size bytes after the header", offset=header.data_offset)
+        ev_type, ev_size = pair[0], pair[1]
+        if ev_size != 8:
+            raise self._fail(f"event size byte is {ev_size}, expected 8 (DAT CD events)", offset=header.data_offset + 1)
+        if ev_type not in self.CD_TYPES:
+            raise self._fail(
+                f"event type byte is 0x{ev_type:02x}, expected 0x00 or 0x0c (CD events)", offset=header.data_offset
+            )
+        self.data_offset = header.data_offset + 2
+        self._set_geometry(header.geometry(), default_size=self.DEFAULT_SIZE)
+
+    def _decode(self, max_events: int):
+        state = np.array([-1, 0], dtype=np.int64)
+        with open(self.path, "rb") as f:
+            f.seek(self.data_offset)
+            index = 0
+            while True:
+                data = f.read(max_events * 8)
+                if not data:
+                    break
+                n = len(data) // 8
+                if len(data) % 8:
+                    raise self._fail(
+                        f"file truncated: {len(data) % 8} byte(s) after the last whole 8-byte event",
+                        offset=self.data_offset + (index + n) * 8,
+                    )
+                raw = np.frombuffer(data, dtype=_DAT_EVENT, count=n)
+                out = np.empty(n, DVS_EVENT)
+                t = np.empty(n, np.int64)
+                self.counts["wraps_unwrapped"] += int(unwrap_u32(raw["ts"], t, state))
+                d = raw["data"]
+                out["t"] = t
+                out["x"] = d & 0x3FFF
+                out["y"] = (d >> 14) & 0x3FFF
+                out["p"] = (d >> 28) != 0
+                index += n
+                yield out
