@@ -40,7 +40,7 @@ Usage (in memory, e.g. to make training data from rendered frames)::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import cv2
@@ -395,8 +395,15 @@ class EmulatorSource:
         return cls(FrameSource(int(index), size=size), **kw)
 
     @classmethod
-    def video(cls, path: str, *, size: tuple[int, int] | None = None, **kw) -> "EmulatorSource":
-        return cls(FrameSource(str(path), size=size), **kw)
+    def video(cls, path: str, *, size: tuple[int, int] | None = None, fps: float | None = None,
+              **kw) -> "EmulatorSource":
+        return cls(FrameSource(str(path), size=size, fps=fps), **kw)
+
+    @classmethod
+    def url(cls, url: str, *, size: tuple[int, int] | None = None, **kw) -> "EmulatorSource":
+        if "://" not in url:
+            raise ValueError(f"EmulatorSource.url: expected scheme://..., e.g. rtsp://host/stream, got {url!r}")
+        return cls(FrameSource(url, size=size), **kw)
 
     def open(self) -> "OpenEmulator":
         return OpenEmulator(self)
@@ -410,9 +417,10 @@ class OpenEmulator:
         self._emu = DvsEmulator(source.config)
         self._frames = source.frames.open()
         w, h = self._frames.width, self._frames.height
-        self.spec: StreamSpec = dvs_spec(w, h, source=str(source.frames.source), kind=self._frames.kind,
-                                         emulator=source.config)
-        self.blocking = True
+        self.spec: StreamSpec = dvs_spec(w, h, source=str(source.frames.source), input_kind=self._frames.kind,
+                                         emulator=asdict(source.config))
+        self.blocking = True  # next() waits on the grabbing thread: the executor calls it from a worker thread
+        self.live = self._frames.live  # camera/stream: arrival timestamps, never paced; video files can be paced
         self._state = self._emu.init(w, h)
         self._it = self._packets()
         self._closed = False

@@ -477,3 +477,75 @@ def test_vid2e_sample_converts_end_to_end(shared_data):
     info = src.info()
     assert info["ended"] == "end of video" and info["emulated_frames"] == len(frames)
     assert info["events"] == events.shape[0] and info["frontend_macs"] > 0
+
+
+# -- the source ------------------------------------------------------------------------------------------------
+
+
+class _Capture:
+    """Minimal cv2.VideoCapture stand-in at the OpenCV boundary: frames, then read() fails (unplug/end)."""
+
+    def __init__(self, frames, fps=100.0):
+        self.frames = list(frames)
+        self.fps = fps
+
+    def isOpened(self):
+        return True
+
+    def get(self, prop):
+        return self.fps if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def read(self):
+        return (True, self.frames.pop(0)) if self.frames else (False, None)
+
+    def release(self):
+        pass
+
+
+def test_static_video_sends_only_sparse_heartbeats():
+    scene = np.random.default_rng(30).integers(0, 256, (24, 32)).astype(np.uint8)
+    frames = FrameSource("static.mp4", capture_factory=lambda _: _Capture([scene] * 100, fps=100.0))
+    src = EmulatorSource(frames, CLEAN, heartbeat_us=50_000).open()
+    packets = list(src)
+    src.close()
+    assert all(len(p) == 0 for p in packets)
+    wms = [p.t_end_us for p in packets]
+    assert wms[0] == 1 and wms[-1] == 99 * 10_000 + 1  # first frame, then the end of the stream
+    assert all(b - a >= 50_000 for a, b in zip(wms[:-2], wms[1:-1]))
+    assert len(packets) <= 2 + 990_000 // 50_000  # one per heartbeat interval, not one per frame (100)
+    assert src.info()["events"] == 0 and src.info()["emulated_frames"] == 100
+
+
+def test_camera_source_ends_cleanly_when_unplugged_and_reports_it():
+    rng = np.random.default_rng(31)
+    frames = [rng.integers(0, 256, (24, 32, 3)).astype(np.uint8) for _ in range(6)]
+    src = EmulatorSource(FrameSource(0, capture_factory=lambda _: _Capture(frames)), CLEAN).open()
+    assert src.blocking and src.live and src.spec.shape == (32, 24, 2)
+    packets = list(src)
+    src.close()
+    ev = concat_events(packets, DVS_EVENT)
+    assert ev.shape[0] > 0 and np.all(np.diff(ev["t"]) >= 0)
+    wms = [p.t_end_us for p in packets]
+    assert wms == sorted(wms)
+    info = src.info()
+    assert info["ended"] == "camera unplugged" and info["emulated_frames"] == 6
+    assert src.counters()["frontend_macs"] == info["frontend_macs"] > 0
+
+
+def test_source_runs_in_the_trio_executor(shared_data):
+    from runtime.executor import run
+    from runtime.graph import Graph
+    from runtime.stages import CollectSink
+
+    path = shared_data / "vision" / "vid2e_sample.mp4"
+    g = Graph("emulate")
+    ev = g.source("video", EmulatorSource.video(str(path), size=(173, 130), config=DvsConfig(seed=1)))
+    g.sink("collect", CollectSink(), ev)
+    report = run(g, keep_outputs=True)
+    frames, fps = _video_frames(path)
+    small = [cv2.resize(f, (173, 130), interpolation=cv2.INTER_AREA) for f in frames]
+    want = emulate_frames(small, [round(i * 1e6 / fps) for i in range(len(small))], DvsConfig(seed=1))
+    got = concat_events(report["_outputs"]["collect"], DVS_EVENT)
+    assert want.shape[0] > 1000 and np.array_equal(got, want)
+    assert report["input"]["ended"] == "end of video"
+    assert report["ops"]["frontend_macs"] == report["input"]["frontend_macs"] > 0
