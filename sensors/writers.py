@@ -147,6 +147,11 @@ class EventWriter:
         self.t_last_us = int(chunk["t"][-1])
         self.events_written += chunk.shape[0]
 
+    def flush(self) -> None:
+        """Push what was written to the operating system (the file is then readable up to here)."""
+        if not self.closed:
+            self._flush()
+
     def update_meta(self, **items: Any) -> None:
         """Add entries (e.g. ``counts`` from the reader's time rules) to the metadata written on close."""
         self.meta.update(items)
@@ -229,6 +234,11 @@ class EventWriter:
         return chunk
 
     # -- subclass hooks ---------------------------------------------------------------------------------------
+    def _flush(self) -> None:
+        f = getattr(self, "_file", None)
+        if f is not None:
+            f.flush()
+
     def _store(self, chunk: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -316,6 +326,9 @@ class NpzWriter(EventWriter):
 
     def _store(self, chunk):
         self._inner.write(chunk)
+
+    def _flush(self):
+        self._inner.flush()
 
     def _finish(self):
         self._inner.close()
