@@ -47,12 +47,23 @@ def match_columns(names) -> dict[str, str]:
     return found
 
 
+def _checked_meta(reader: Reader, meta, where: str) -> dict:
+    if not isinstance(meta, dict):
+        raise reader._fail(f"{where}: expected a JSON object, found {type(meta).__name__}")
+    size = meta.get("sensor_size")
+    if size is not None and (
+        not isinstance(size, (list, tuple)) or not size or not all(isinstance(v, int) and v > 0 for v in size)
+    ):
+        raise reader._fail(f"{where}: 'sensor_size' must be a list of positive integers, found {size!r}")
+    return meta
+
+
 class _ColumnReader(Reader):
     """Shared conversion from named columns to DVS_EVENT / AUDIO_EVENT."""
 
     kind_from_file = True
 
-    def _setup_columns(self, names, dtypes: dict, size_from_file, *, offset_us: int = 0) -> None:
+    def _setup_columns(self, names, dtypes: dict, file_meta: dict | None, *, offset_us: int = 0) -> None:
         cols = match_columns(names)
         missing = [k for k in ("x", "t", "p") if k not in cols]
         if missing:
@@ -70,29 +81,27 @@ class _ColumnReader(Reader):
         else:
             raise self._fail(f"time column {cols['t']!r} has dtype {t_dtype} (expected integer µs or float seconds)")
         self.offset_us = int(offset_us)
-        size, origin = size_from_file, None
-        if size is None:
-            size = self._sidecar_size()
-            origin = ORIGIN_SIDECAR if size is not None else None
+        meta, origin = file_meta or {}, None
+        if meta.get("sensor_size") is None:
+            meta = self._sidecar()
+            origin = ORIGIN_SIDECAR if meta.get("sensor_size") is not None else None
+        size = meta.get("sensor_size")
         size = None if size is None else tuple(int(v) for v in size)[: 1 if self.audio else 2]
-        self._set_geometry(size, hint=" (no sensor_size in the file or a NAME.json sidecar)")
+        orient = {} if self.audio else {k: bool(meta.get(k, False)) for k in ("x_mirrored", "y_up")}
+        self._set_geometry(size, hint=" (no sensor_size in the file or a NAME.json sidecar)", **orient)
         if origin is not None and self.sensor_size_origin != "user":
             self.sensor_size_origin = origin
 
-    def _sidecar_size(self):
+    def _sidecar(self) -> dict:
+        """``NAME.json`` beside the file (as ``clockless convert`` writes it), or {}."""
         side = self.path.with_suffix(".json")
         if not side.is_file():
-            return None
+            return {}
         try:
             meta = json.loads(side.read_text())
         except (OSError, ValueError) as exc:
             raise self._fail(f"sidecar {side.name} is not valid JSON: {exc}") from None
-        size = meta.get("sensor_size") if isinstance(meta, dict) else None
-        if size is None:
-            return None
-        if not isinstance(size, (list, tuple)) or not all(isinstance(v, int) for v in size):
-            raise self._fail(f"sidecar {side.name}: 'sensor_size' must be a list of integers, found {size!r}")
-        return size
+        return _checked_meta(self, meta, side.name)
 
     def _convert(self, x, y, t, p) -> np.ndarray:
         out = np.empty(t.shape[0], AUDIO_EVENT if self.audio else DVS_EVENT)
@@ -188,10 +197,17 @@ class NpzReader(_ColumnReader):
                 heads = {k: _NpyMember(zf, v, self) for k, v in members.items()}
                 for h in heads.values():
                     h.close()
-                size = None
+                meta: dict = {}
+                if "meta" in members and heads["meta"].dtype.kind == "U" and heads["meta"].shape == ():
+                    with zf.open(members["meta"]) as f:
+                        text = str(np.lib.format.read_array(f, allow_pickle=False))
+                    try:
+                        meta = _checked_meta(self, json.loads(text), "npz member 'meta'")
+                    except ValueError as exc:
+                        raise self._fail(f"npz member 'meta' is not valid JSON: {exc}") from None
                 if "sensor_size" in members:
                     with zf.open(members["sensor_size"]) as f:
-                        size = np.lib.format.read_array(f, allow_pickle=False).astype(int).tolist()
+                        meta["sensor_size"] = np.lib.format.read_array(f, allow_pickle=False).astype(int).tolist()
         except zipfile.BadZipFile as exc:
             raise self._fail(f"not a readable .npz (zip) archive: {exc}") from None
         structured = [k for k, h in heads.items() if h.dtype.names is not None and len(h.shape) == 1]
@@ -199,11 +215,11 @@ class NpzReader(_ColumnReader):
             key = "events" if "events" in structured else structured[0]
             self.layout = ("structured", members[key])
             dt = heads[key].dtype
-            self._setup_columns(dt.names, {n: dt[n] for n in dt.names}, size)
+            self._setup_columns(dt.names, {n: dt[n] for n in dt.names}, meta)
         else:
             cols = match_columns(heads)
             self.layout = ("columns", {k: members[v] for k, v in cols.items()})
-            self._setup_columns(list(heads), {k: heads[k].dtype for k in heads}, size)
+            self._setup_columns(list(heads), {k: heads[k].dtype for k in heads}, meta)
             lengths = {heads[cols[k]].shape for k in cols}
             if len(lengths) != 1:
                 raise self._fail(f"column members differ in length: { {cols[k]: heads[cols[k]].shape for k in cols} }")
@@ -273,7 +289,7 @@ class Hdf5Reader(_ColumnReader):
                     "or a compound dataset with those fields)"
                 )
             self.layout = target
-            size = self._size_attrs(f, f[target[1]] if target[0] == "group" else f[target[1]].parent)
+            meta = self._meta_attrs(f, f[target[1]] if target[0] == "group" else f[target[1]].parent)
             offset = int(np.asarray(f["t_offset"][()]).item()) if "t_offset" in f else 0
             if target[0] == "group":
                 g = f[target[1]]
@@ -285,20 +301,27 @@ class Hdf5Reader(_ColumnReader):
             else:
                 self.n_events = f[target[1]].shape[0]
             try:
-                self._setup_columns(list(target[2]), target[2], size, offset_us=offset)
+                self._setup_columns(list(target[2]), target[2], meta, offset_us=offset)
             except ValueError as exc:
                 raise self._fail(str(exc)) from None
 
     @staticmethod
-    def _size_attrs(f, group):
+    def _meta_attrs(f, group) -> dict:
         for obj in (group, f):
             a = obj.attrs
+            meta = {}
             for key in ("sensor_size", "sensor_resolution"):
                 if key in a:
-                    return [int(v) for v in np.asarray(a[key]).ravel()]
-            if "width" in a and "height" in a:
-                return [int(np.asarray(a["width"]).item()), int(np.asarray(a["height"]).item())]
-        return None
+                    meta["sensor_size"] = [int(v) for v in np.asarray(a[key]).ravel()]
+                    break
+            if "sensor_size" not in meta and "width" in a and "height" in a:
+                meta["sensor_size"] = [int(np.asarray(a["width"]).item()), int(np.asarray(a["height"]).item())]
+            if "sensor_size" in meta:
+                for key in ("x_mirrored", "y_up"):
+                    if key in a:
+                        meta[key] = bool(np.asarray(a[key]).item())
+                return meta
+        return {}
 
     def _decode(self, max_events: int):
         import h5py

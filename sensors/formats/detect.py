@@ -111,6 +111,6 @@ def detect_format(path, format: str | None = None) -> str:
         raise FormatError(path, f"a .raw file with {seen}: pass format='evt2', 'evt21' or 'evt3' (--format)")
     if ext == ".aedat":
         raise FormatError(
-            path, f"an .aedat file with {seen}: pass format='nas_aedat' for cochlea recordings (--format)", offset=0
+            path, f"an .aedat file with {seen}: pass format='nas_aedat' for cochlea recordings (--format)"
         )
     raise FormatError(path, f"cannot tell the format from {seen} and extension {ext!r}; pass format= (--format)")

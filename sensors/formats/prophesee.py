@@ -37,6 +37,9 @@ CAMERA_SIZES = (
 )
 GENERATION_SIZES = {"3.0": (640, 480), "3.1": (640, 480), "4.0": (1280, 720), "4.1": (1280, 720), "4.2": (1280, 720)}
 _MAX_HEADER = 1 << 20
+CHUNK_EVENTS = 1 << 16
+BLOCK_BYTES = 1 << 18
+TRIGGER_BLOCK = 4096
 
 
 class RawHeader:
@@ -127,6 +130,7 @@ class EvtReader(Reader):
 
     word_dtype = np.dtype("<u4")
     version = ""
+    max_events_per_word = 1
 
     def _open(self) -> None:
         with open(self.path, "rb") as f:
@@ -151,41 +155,42 @@ class EvtReader(Reader):
     def _run(self, words, start, out, trig, state, width, height):
         return K.evt2_decode(words, start, out, trig[0], trig[1], trig[2], state, width, height)
 
-    def _events_per_word(self) -> int:
-        return 1
-
     def _decode(self, max_events: int, want_triggers: bool = False):
         width, height = self.spec.shape[0], self.spec.shape[1]
         itemsize = self.word_dtype.itemsize
-        block_words = max(1024, max_events // self._events_per_word())
-        cap = max(max_events, 64)  # room for one whole vector word whatever max_events is
+        # Chunks of ≤ 64 k events keep the output in cache and let the allocator reuse it: bigger chunks decode
+        # slower (page faults on fresh memory), and the contract allows chunks smaller than max_events.
+        chunk = min(max_events, CHUNK_EVENTS)
+        cap = max(chunk, 64)  # room for one whole vector word whatever max_events is
+        block_words = max(1024, BLOCK_BYTES // itemsize)
+        buf = np.empty(block_words * itemsize, np.uint8)
         state = K.new_state()
-        trig = (np.empty(block_words, np.int64), np.empty(block_words, np.uint8), np.empty(block_words, np.bool_))
+        trig = (np.empty(TRIGGER_BLOCK, np.int64), np.empty(TRIGGER_BLOCK, np.uint8), np.empty(TRIGGER_BLOCK, np.bool_))
         self._trigger_parts = []
         words_done = 0
-        tail = b""
+        have = 0  # bytes in buf carried over from the previous read (a partial word)
         with open(self.path, "rb") as f:
             f.seek(self.data_offset)
             while True:
-                raw = f.read(block_words * itemsize)
-                if not raw:
-                    if tail:
-                        self._trailing(len(tail), words_done)
+                got = f.readinto(memoryview(buf)[have:])
+                if not got:
+                    if have:
+                        self._trailing(have, words_done)
                     return
-                data = tail + raw if tail else raw
-                usable = len(data) - len(data) % itemsize
-                tail = data[usable:]
-                if usable == 0:
-                    continue
-                words = np.frombuffer(data, dtype=self.word_dtype, count=usable // itemsize)
+                total = have + got
+                nwords = total // itemsize
+                words = buf[: nwords * itemsize].view(self.word_dtype)
                 block_offset = self.data_offset + words_done * itemsize
-                words_done += words.shape[0]
                 pos = 0
-                while pos < words.shape[0]:
-                    out = np.empty(cap, dtype=DVS_EVENT)
-                    state[K.S_DISORDER] = 0
-                    state[K.S_OUTSIDE] = 0
-                    pos, k, ntrig, status, bad = self._run(words, pos, out, trig, state, width, height)
+                out = None
+                while pos < nwords:
+                    if out is None:
+                        out = np.empty(cap, dtype=DVS_EVENT)
+                        filled = 0
+                        state[K.S_DISORDER] = 0
+                        state[K.S_OUTSIDE] = 0
+                    pos, k, ntrig, status, bad = self._run(words, pos, out[filled:], trig, state, width, height)
+                    filled += k
                     if ntrig:
                         self.counts["triggers"] += int(ntrig)
                         if want_triggers:
@@ -194,11 +199,15 @@ class EvtReader(Reader):
                             part["id"] = trig[1][:ntrig]
                             part["p"] = trig[2][:ntrig]
                             self._trigger_parts.append(part)
-                    self.counts["wraps_unwrapped"] = int(state[K.S_WRAPS])
-                    self.counts["time_low_backsteps_held"] = int(state[K.S_HELD])
-                    ok = bool(state[K.S_DISORDER] == 0 and state[K.S_OUTSIDE] == 0)
-                    for j in range(0, k, max_events):
-                        yield out[j : min(k, j + max_events)], ok
+                    full = cap - filled < self.max_events_per_word
+                    if full or status == K.BAD_TYPE or pos >= nwords:
+                        if filled:
+                            self.counts["wraps_unwrapped"] = int(state[K.S_WRAPS])
+                            self.counts["time_low_backsteps_held"] = int(state[K.S_HELD])
+                            ok = bool(state[K.S_DISORDER] == 0 and state[K.S_OUTSIDE] == 0)
+                            for j in range(0, filled, chunk):
+                                yield out[j : min(filled, j + chunk)], ok
+                        out = None
                     if status == K.BAD_TYPE:
                         w = int(words[bad])
                         raise self._fail(
@@ -207,6 +216,12 @@ class EvtReader(Reader):
                             "the file is corrupt or not this encoding",
                             offset=block_offset + bad * itemsize,
                         )
+                self.counts["wraps_unwrapped"] = int(state[K.S_WRAPS])
+                self.counts["time_low_backsteps_held"] = int(state[K.S_HELD])
+                words_done += nwords
+                have = total - nwords * itemsize
+                if have:
+                    buf[:have] = buf[nwords * itemsize : total]
 
     def _trailing(self, nbytes: int, words_read: int) -> None:
         offset = self.data_offset + words_read * self.word_dtype.itemsize
@@ -239,19 +254,18 @@ class Evt21Reader(EvtReader):
     format = "evt21"
     version = "evt21"
     word_dtype = np.dtype("<u8")
+    max_events_per_word = 32
     known_types = "0x0 EVT_NEG, 0x1 EVT_POS, 0x8 TIME_HIGH, 0xA EXT_TRIGGER, 0xE OTHERS, 0xF CONTINUED"
 
     def _run(self, words, start, out, trig, state, width, height):
         return K.evt21_decode(words, start, out, trig[0], trig[1], trig[2], state, width, height, self.swap_halves)
-
-    def _events_per_word(self) -> int:
-        return 32
 
 
 class Evt3Reader(EvtReader):
     format = "evt3"
     version = "evt3"
     word_dtype = np.dtype("<u2")
+    max_events_per_word = 12
     known_types = (
         "0x0 ADDR_Y, 0x2 ADDR_X, 0x3 VECT_BASE_X, 0x4 VECT_12, 0x5 VECT_8, 0x6 TIME_LOW, 0x7 CONTINUED_4, "
         "0x8 TIME_HIGH, 0xA EXT_TRIGGER, 0xE OTHERS, 0xF CONTINUED_12"
@@ -259,9 +273,6 @@ class Evt3Reader(EvtReader):
 
     def _run(self, words, start, out, trig, state, width, height):
         return K.evt3_decode(words, start, out, trig[0], trig[1], trig[2], state, width, height)
-
-    def _events_per_word(self) -> int:
-        return 1  # vectors hold up to 12, but most words carry one event or none: decode resumes mid-block
 
 
 _DAT_EVENT = np.dtype([("ts", "<u4"), ("data", "<u4")])

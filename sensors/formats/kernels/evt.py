@@ -56,6 +56,7 @@ def evt2_decode(words, start, out, trig_t, trig_id, trig_p, state, width, height
     """EVT 2.0: 32-bit words; CD_OFF 0x0 / CD_ON 0x1 (t low 6 bits, x 11, y 11), TIME_HIGH 0x8 (28 bits),
     EXT_TRIGGER 0xA, OTHERS 0xE and CONTINUED 0xF (ignored); anything else is reserved."""
     cap = out.shape[0]
+    tcap = trig_t.shape[0]
     n = words.shape[0]
     k = 0
     ntrig = 0
@@ -64,9 +65,11 @@ def evt2_decode(words, start, out, trig_t, trig_id, trig_p, state, width, height
     wraps = state[S_WRAPS]
     last_t = state[S_LAST_T]
     disorder = state[S_DISORDER]
-    outside = state[S_OUTSIDE]
+    x_max = 0
+    y_max = 0
     i = start
     status = 0
+    # The hot path is the CD branch: checks are folded into flags and maxima (no branch per event).
     while i < n:
         w = words[i]
         typ = w >> 28
@@ -76,16 +79,14 @@ def evt2_decode(words, start, out, trig_t, trig_id, trig_p, state, width, height
             x = (w >> 11) & 0x7FF
             y = w & 0x7FF
             t = base | ((w >> 22) & 0x3F)
-            if t < last_t:
-                disorder = 1
+            disorder |= t < last_t
             last_t = t
-            if x >= width or y >= height:
-                outside = 1
-            e = out[k]
-            e.x = x
-            e.y = y
-            e.t = t
-            e.p = typ == 1
+            x_max = max(x_max, x)
+            y_max = max(y_max, y)
+            out[k].x = x
+            out[k].y = y
+            out[k].t = t
+            out[k].p = typ == 1
             k += 1
         elif typ == 8:
             th = np.int64(w & 0xFFFFFFF)
@@ -94,6 +95,8 @@ def evt2_decode(words, start, out, trig_t, trig_id, trig_p, state, width, height
             th_raw = th
             base = ((wraps << 28) + th) << 6
         elif typ == 0xA:
+            if ntrig >= tcap:
+                break
             trig_t[ntrig] = base | ((w >> 22) & 0x3F)
             trig_id[ntrig] = (w >> 8) & 0x1F
             trig_p[ntrig] = (w & 1) == 1
@@ -107,7 +110,8 @@ def evt2_decode(words, start, out, trig_t, trig_id, trig_p, state, width, height
     state[S_WRAPS] = wraps
     state[S_LAST_T] = last_t
     state[S_DISORDER] = disorder
-    state[S_OUTSIDE] = outside
+    if x_max >= width or y_max >= height:
+        state[S_OUTSIDE] = 1
     return i, k, ntrig, status, i
 
 
@@ -169,6 +173,8 @@ def evt21_decode(words, start, out, trig_t, trig_id, trig_p, state, width, heigh
             th_raw = th
             base = ((wraps << 28) + th) << 6
         elif typ == 0xA:
+            if ntrig >= trig_t.shape[0]:
+                break
             trig_t[ntrig] = base | np.int64((w >> np.uint64(54)) & np.uint64(0x3F))
             trig_id[ntrig] = np.int64((w >> np.uint64(40)) & np.uint64(0x1F))
             trig_p[ntrig] = ((w >> np.uint64(32)) & np.uint64(1)) == np.uint64(1)
@@ -279,6 +285,8 @@ def evt3_decode(words, start, out, trig_t, trig_id, trig_p, state, width, height
             else:
                 t = cand
         elif typ == 0xA:
+            if ntrig >= trig_t.shape[0]:
+                break
             trig_t[ntrig] = t
             trig_id[ntrig] = (w >> 8) & 0xF
             trig_p[ntrig] = (w & 1) == 1
