@@ -225,14 +225,16 @@ class DvsEmulator:
         dt_us = t_us - state.t_prev_us
         leak = self._leak(state, dt_us)
         use_lp = c.cutoff_hz > 0
-        n = self._run_kernel(state, values, dt_us, leak, use_lp)
+        counting = dt_us <= _MAX_COUNTING_SPAN
+        counts = np.zeros(dt_us + 1 if counting else 0, np.int32)
+        n = self._run_kernel(state, values, dt_us, leak, use_lp, counts)
         state.frontend_macs += npx * (1 + int(use_lp) + int(c.leak_rate_hz > 0)) + 2 * n
         bx, by, bt, bp = state._buf
         x, y, t, p = bx[:n], by[:n], bt[:n], bp[:n]
         if c.shot_noise_rate_hz > 0:
             x, y, t, p, k = self._shot_noise(state, dt_us, x, y, t, p)
             state.noise_events += k
-        events = _sorted_events(x, y, t, p, state.t_prev_us + 1, dt_us)
+        events = _sorted_events(x, y, t, p, state.t_prev_us + 1, dt_us, counts if counting else None, n)
         state.events += events.shape[0]
         state.t_prev_us = t_us
         return state, events
@@ -271,7 +273,8 @@ class DvsEmulator:
             state._leak_dt_us = dt_us
         return state._leak_dt
 
-    def _run_kernel(self, state: DvsState, values: np.ndarray, dt_us: int, leak: np.ndarray, use_lp: bool) -> int:
+    def _run_kernel(self, state: DvsState, values: np.ndarray, dt_us: int, leak: np.ndarray, use_lp: bool,
+                    counts: np.ndarray) -> int:
         c = self.config
         npx = values.shape[0]
         if not state._buf:
@@ -295,7 +298,7 @@ class DvsEmulator:
             frame = np.empty(0, np.uint8)
         n_cand = K.frame_update(
             frame, state.log_lut, eps_lut, log_values, eps_values, use_lut, use_lp, state.lp, state.base,
-            state.th_on, state.th_off, leak, state._cand_idx, state._cand_lp0,
+            state.th_on, state.th_off, c.leak_rate_hz > 0, leak, state._cand_idx, state._cand_lp0,
         )
         n = 0
         start = 0
@@ -304,7 +307,7 @@ class DvsEmulator:
             m, start = K.frame_crossings(
                 state._cand_idx, state._cand_lp0, n_cand, start, state.lp, state.base, state.th_on, state.th_off,
                 state.t_prev_us, dt_us, int(c.refractory_us), state.t_last, state.width, bx[n:], by[n:], bt[n:],
-                bp[n:],
+                bp[n:], counts,
             )
             n += m
             if start >= n_cand:
@@ -327,14 +330,18 @@ class DvsEmulator:
         return x, y, t, p, k
 
 
-def _sorted_events(x, y, t, p, t_lo: int, span: int) -> np.ndarray:
-    """Events as a DVS_EVENT array sorted by t (stable: ties keep pixel order, then noise order)."""
+def _sorted_events(x, y, t, p, t_lo: int, span: int, counts: np.ndarray | None, n_counted: int) -> np.ndarray:
+    """Events as a DVS_EVENT array sorted by t (stable: ties keep pixel order, then noise order).
+
+    ``counts``: the histogram the crossing kernel built for its first ``n_counted`` events (counting sort), or
+    None when the frame interval is too long for one (a comparison sort is used then).
+    """
     n = t.shape[0]
     out = np.empty(n, dtype=DVS_EVENT)
     if n == 0:
         return out
-    if span <= _MAX_COUNTING_SPAN or span <= 8 * n:
-        K.sort_by_time(x, y, t, p, t_lo, span, out["x"], out["y"], out["t"], out["p"])
+    if counts is not None:
+        K.sort_by_time(x, y, t, p, t_lo, span, counts, n_counted, out["x"], out["y"], out["t"], out["p"])
     else:
         order = np.argsort(t, kind="stable")
         out["x"], out["y"], out["t"], out["p"] = x[order], y[order], t[order], p[order]

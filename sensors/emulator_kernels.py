@@ -37,7 +37,7 @@ def _crossing_time(level, lp0, span, t_prev_us, dt_us):
 
 @njit(cache=True, nogil=True)
 def frame_update(
-    frame, log_lut, eps_lut, log_values, eps_values, use_lut, use_lowpass, lp, base, th_on, th_off, leak,
+    frame, log_lut, eps_lut, log_values, eps_values, use_lut, use_lowpass, lp, base, th_on, th_off, use_leak, leak,
     cand_idx, cand_lp0,
 ):
     """Pass 1 over every pixel: low-pass, leak, and the list of pixels whose change reached a threshold.
@@ -61,27 +61,31 @@ def frame_update(
             lp1 = np.float32(lp0 + eps * (log_new - np.float64(lp0)))
         else:
             lp1 = np.float32(log_new)
-        b = np.float32(np.float64(base[i]) - np.float64(leak[i]))
+        b = base[i]
+        if use_leak:  # without leak, base only moves on events: no read of leak[], no write here
+            b = np.float32(np.float64(b) - np.float64(leak[i]))
+            base[i] = b
         d = np.float64(lp1) - np.float64(b)
         if d >= np.float64(th_on[i]) or d <= -np.float64(th_off[i]):
             cand_idx[m] = i
             cand_lp0[m] = lp0
             m += 1
         lp[i] = lp1
-        base[i] = b
     return m
 
 
 @njit(cache=True, nogil=True)
 def frame_crossings(
     cand_idx, cand_lp0, n_cand, start, lp, base, th_on, th_off, t_prev_us, dt_us, refractory_us, t_last, width,
-    out_x, out_y, out_t, out_p,
+    out_x, out_y, out_t, out_p, counts,
 ):
     """Pass 2 over the candidates ``start..n_cand``: their events, ``base`` moved by the crossings made.
 
     Stops before a candidate whose events do not fit in the output columns, leaving its state untouched, and
-    returns ``(n_written, next_candidate)`` so the caller grows its buffers and resumes there.
+    returns ``(n_written, next_candidate)`` so the caller grows its buffers and resumes there. When ``counts`` is
+    not empty, the histogram of ``t - t_prev_us`` for ``sort_by_time`` is built here, while the times are hot.
     """
+    histogram = counts.shape[0] > 0
     n = 0
     capacity = out_x.shape[0]
     for j in range(start, n_cand):
@@ -119,6 +123,9 @@ def frame_crossings(
                 t_free = t + refractory_us
         if w > n:
             t_last[i] = out_t[w - 1]
+            if histogram:
+                for e in range(n, w):
+                    counts[out_t[e] - t_prev_us] += 1
             n = w
         # The memorized level follows every crossing, emitted or held in refractory (the pixel is in reset).
         base[i] = b + sign * k * th
@@ -126,11 +133,14 @@ def frame_crossings(
 
 
 @njit(cache=True, nogil=True)
-def sort_by_time(x, y, t, p, t_lo, span, out_x, out_y, out_t, out_p):
-    """Stable counting sort of events with t in [t_lo, t_lo + span) into the output columns. O(n + span)."""
-    counts = np.zeros(span + 1, dtype=np.int64)
+def sort_by_time(x, y, t, p, t_lo, span, counts, n_counted, out_x, out_y, out_t, out_p):
+    """Stable counting sort of events with t in [t_lo, t_lo + span) into the output columns. O(n + span).
+
+    ``counts[k]`` (length ``span + 1``) already holds how many of the first ``n_counted`` events have
+    ``t = t_lo + k - 1``; the rest are counted here. ``counts`` is used up (turned into positions).
+    """
     n = t.shape[0]
-    for i in range(n):
+    for i in range(n_counted, n):
         counts[t[i] - t_lo + 1] += 1
     for k in range(1, span + 1):
         counts[k] += counts[k - 1]
@@ -155,9 +165,10 @@ def warm_up() -> None:
     lut = np.zeros(256, dtype=np.float32)
     cand_idx, cand_lp0 = np.zeros(npx, np.int32), np.zeros(npx, np.float32)
     for use_lut in (True, False):
-        frame_update(np.zeros(npx, np.uint8), lut, lut, f32, f32, use_lut, True, f32.copy(), f32.copy(), th, th, f32,
-                     cand_idx, cand_lp0)
+        frame_update(np.zeros(npx, np.uint8), lut, lut, f32, f32, use_lut, True, f32.copy(), f32.copy(), th, th,
+                     True, f32, cand_idx, cand_lp0)
+    counts = np.zeros(12, np.int32)
     frame_crossings(cand_idx, cand_lp0, 0, 0, f32.copy(), f32.copy(), th, th, 0, 10, 0, t_last.copy(), 2,
-                    ox, oy, ot, op)
+                    ox, oy, ot, op, counts)
     out = np.zeros(2, dtype=DVS_EVENT)  # field views are strided: compile that layout, the one used for real
-    sort_by_time(ox[:1], oy[:1], ot[:1] + 1, op[:1], 1, 1, out["x"], out["y"], out["t"], out["p"])
+    sort_by_time(ox[:1], oy[:1], ot[:1] + 1, op[:1], 1, 1, counts[:2], 0, out["x"], out["y"], out["t"], out["p"])

@@ -124,14 +124,15 @@ def test_frame_kernels_match_reference_twin(use_lowpass, refractory):
     klp, kbase, ktl = lp.copy(), base.copy(), t_last.copy()
     cand_idx, cand_lp0 = np.empty(npx, np.int32), np.empty(npx, np.float32)
     m = K.frame_update(frame, log_lut, eps_lut, np.empty(0, np.float32), np.empty(0, np.float32), True, use_lowpass,
-                       klp, kbase, th_on, th_off, leak, cand_idx, cand_lp0)
+                       klp, kbase, th_on, th_off, True, leak, cand_idx, cand_lp0)
     got = []
     start = 0
     cap = 3
+    counts = np.zeros(5_001, np.int32)  # histogram of t - t_prev, built only from events kept
     while start < m:
         bx, by, bt, bp = np.empty(cap, np.int16), np.empty(cap, np.int16), np.empty(cap, np.int64), np.empty(cap, bool)
         n, start = K.frame_crossings(cand_idx, cand_lp0, m, start, klp, kbase, th_on, th_off, 10_000, 5_000,
-                                     refractory, ktl, w, bx, by, bt, bp)
+                                     refractory, ktl, w, bx, by, bt, bp, counts)
         got.extend((int(bx[j]), int(by[j]), int(bt[j]), bool(bp[j])) for j in range(n))
         cap += 7
     rlp, rbase, rtl = lp.copy(), base.copy(), t_last.copy()
@@ -139,6 +140,7 @@ def test_frame_kernels_match_reference_twin(use_lowpass, refractory):
                      refractory, rtl, w)
     assert len(want) > 50
     assert got == want
+    assert np.array_equal(counts, np.bincount([e[2] - 10_000 for e in want], minlength=5_001))
     assert np.array_equal(klp, rlp) and np.array_equal(kbase, rbase) and np.array_equal(ktl, rtl)
 
 
@@ -154,17 +156,18 @@ def test_float_kernel_path_matches_twin():
     t_last = np.full(npx, -(1 << 60), np.int64)
     klp, kbase, ktl = lp.copy(), base.copy(), t_last.copy()
     ci, cl = np.empty(npx, np.int32), np.empty(npx, np.float32)
-    m = K.frame_update(np.empty(0, np.uint8), log_new, log_new, log_new, eps, False, True, klp, kbase, th, th, leak,
-                       ci, cl)
+    m = K.frame_update(np.empty(0, np.uint8), log_new, log_new, log_new, eps, False, True, klp, kbase, th, th, False,
+                       leak, ci, cl)
     out = [np.empty(10_000, np.int16), np.empty(10_000, np.int16), np.empty(10_000, np.int64), np.empty(10_000, bool)]
-    n, nxt = K.frame_crossings(ci, cl, m, 0, klp, kbase, th, th, 0, 1000, 0, ktl, 20, *out)
+    n, nxt = K.frame_crossings(ci, cl, m, 0, klp, kbase, th, th, 0, 1000, 0, ktl, 20, *out, np.zeros(0, np.int32))
     assert nxt == m
     got = [(int(out[0][j]), int(out[1][j]), int(out[2][j]), bool(out[3][j])) for j in range(n)]
     want = ref_frame(log_new, eps, True, lp, base, th, th, leak, 0, 1000, 0, t_last, 20)
     assert got == want and len(want) > 100
 
 
-def test_counting_sort_matches_stable_sort():
+@pytest.mark.parametrize("n_counted", [0, 1234])
+def test_counting_sort_matches_stable_sort(n_counted):
     rng = np.random.default_rng(13)
     n = 5000
     x = rng.integers(0, 300, n).astype(np.int16)
@@ -172,7 +175,8 @@ def test_counting_sort_matches_stable_sort():
     t = rng.integers(101, 101 + 777, n).astype(np.int64)
     p = rng.random(n) < 0.5
     out = np.empty(n, DVS_EVENT)
-    K.sort_by_time(x, y, t, p, 101, 777, out["x"], out["y"], out["t"], out["p"])
+    counts = np.bincount(t[:n_counted] - 100, minlength=778).astype(np.int32)  # as the crossing kernel leaves it
+    K.sort_by_time(x, y, t, p, 101, 777, counts, n_counted, out["x"], out["y"], out["t"], out["p"])
     want = ref_sort(list(zip(x.tolist(), y.tolist(), t.tolist(), p.tolist())))
     assert as_tuples(out) == want
 
@@ -193,6 +197,16 @@ def test_whole_emulator_matches_reference_model(config):
     want = ref_emulate(frames, t_us, config)
     assert len(want) > 100
     assert got == want
+
+
+def test_long_gap_between_frames_sorts_by_comparison_with_the_same_result():
+    rng = np.random.default_rng(20)
+    frames = [rng.integers(0, 256, (5, 6)).astype(np.uint8) for _ in range(3)]
+    t_us = [0, 5_000_000, 5_000_100]  # 5 s: beyond the counting sort's span, then 100 µs
+    cfg = DvsConfig(shot_noise_rate_hz=0.0, leak_rate_hz=0.5, seed=3)
+    got = as_tuples(emulate_frames(frames, t_us, cfg))
+    want = ref_emulate(frames, t_us, cfg)
+    assert len(want) > 20 and got == want
 
 
 # -- analytic expectations ---------------------------------------------------------------------------------------
