@@ -200,6 +200,8 @@ class DvsEmulator:
     def step(self, state: DvsState, frame: np.ndarray, t_us: int) -> tuple[DvsState, np.ndarray]:
         """Feed the frame taken at ``t_us``; return the events in (previous frame's t, t_us], sorted by t.
 
+        The state's arrays are updated in place (no copy per frame) and the same state object is returned.
+
         ``frame``: uint8 grey (H, W), uint8 BGR (H, W, 3), or float grey/BGR holding linear luminance on the
         0–255 scale (values above 255 are allowed). The first frame sets every pixel's level and gives no events.
         """
@@ -421,8 +423,15 @@ class OpenEmulator:
 
     def __init__(self, source: EmulatorSource):
         self._src = source
-        self._emu = DvsEmulator(source.config)
+        self._emu = DvsEmulator(source.config)  # compiles/loads the kernels before the first frame is read
         self._frames = source.frames.open()
+        try:
+            self._open_rest(source)
+        except BaseException:
+            self._frames.close()
+            raise
+
+    def _open_rest(self, source: EmulatorSource) -> None:
         w, h = self._frames.width, self._frames.height
         self.spec: StreamSpec = dvs_spec(w, h, source=str(source.frames.source), input_kind=self._frames.kind,
                                          emulator=asdict(source.config))
