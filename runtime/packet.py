@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .errors import StreamOrderError
-from .packet_kernels import first_descent
+from .packet_kernels import cut_points, first_descent
 
 __all__ = ["Packet", "make_packet", "check_packet", "Packetizer", "packetize", "concat_events"]
 
@@ -87,20 +87,7 @@ def concat_events(packets: Iterable[Packet], dtype: np.dtype) -> np.ndarray:
 
 def _cut_points(t: np.ndarray, max_events: int, max_span_us: int | None) -> list[int]:
     """Greedy packet boundaries: ≤ max_events and span < max_span_us, never inside a run of equal t."""
-    n = t.shape[0]
-    cuts = []
-    start = 0
-    while start < n:
-        end = min(start + max_events, n)
-        if max_span_us is not None:
-            end = min(end, int(np.searchsorted(t, t[start] + max_span_us, "left")))
-            end = max(end, start + 1)
-        if end < n and t[end] == t[end - 1]:
-            run_start = int(np.searchsorted(t, t[end], "left"))
-            end = run_start if run_start > start else int(np.searchsorted(t, t[end], "right"))
-        cuts.append(end)
-        start = end
-    return cuts
+    return cut_points(t, max_events, max_span_us).tolist()
 
 
 class Packetizer:
@@ -142,13 +129,14 @@ class Packetizer:
         self.events_seen += chunk.shape[0]
         self._last_t = int(t[-1])
         buf = np.concatenate([self._pending, chunk]) if self._pending.shape[0] else chunk
-        cuts = _cut_points(buf["t"], self.max_events, self.max_span_us)
+        bt = np.ascontiguousarray(buf["t"])
+        cuts = _cut_points(bt, self.max_events, self.max_span_us)
         out = []
         start = 0
         for end in cuts[:-1]:
-            events = np.array(buf[start:end])  # own copy: callers may reuse their chunk buffers
+            events = buf[start:end].copy()  # own copy: callers may reuse their chunk buffers
             events.flags.writeable = False
-            out.append(Packet(events, int(buf["t"][end])))
+            out.append(Packet(events, int(bt[end])))
             start = end
         self._pending = np.array(buf[start:])
         return out

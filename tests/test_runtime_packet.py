@@ -103,3 +103,50 @@ def test_tonic_transforms_accept_packet_events():
     down = T.Downsample(spatial_factor=0.5)(p.events)
     assert down["x"].max() < 16
     assert not p.events.flags.writeable  # tonic did not need to write into the packet
+
+
+def _cut_points_twin(t, max_events, max_span_us):
+    """Slow, obviously correct: grow each packet one event at a time, then back off out of a run of equal t."""
+    t = list(t)
+    ends, start = [], 0
+    while start < len(t):
+        end = start + 1
+        while end < len(t) and end - start < max_events and (max_span_us is None or t[end] - t[start] < max_span_us):
+            end += 1
+        if end < len(t) and t[end] == t[end - 1]:
+            back = end
+            while back > start and t[back - 1] == t[end]:
+                back -= 1
+            if back > start:
+                end = back
+            else:
+                while end < len(t) and t[end] == t[end - 1]:
+                    end += 1
+        ends.append(end)
+        start = end
+    return ends
+
+
+@given(
+    gaps=st.lists(st.integers(0, 4), min_size=1, max_size=300),
+    max_events=st.integers(1, 20),
+    span=st.one_of(st.none(), st.integers(1, 12)),
+)
+def test_cut_points_kernel_matches_its_twin(gaps, max_events, span):
+    from runtime.packet_kernels import cut_points
+
+    t = np.cumsum(np.asarray(gaps, dtype=np.int64))
+    assert cut_points(t, max_events, span).tolist() == _cut_points_twin(t, max_events, span)
+
+
+def test_first_descent_kernel_matches_numpy():
+    from runtime.packet_kernels import first_descent
+
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        t = np.sort(rng.integers(0, 100, 50))
+        if rng.random() < 0.7:
+            i = int(rng.integers(1, 50))
+            t[i] = t[i - 1] - 1
+        steps = np.flatnonzero(np.diff(t) < 0)
+        assert first_descent(t) == (int(steps[0]) + 1 if steps.size else -1)
