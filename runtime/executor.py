@@ -260,7 +260,10 @@ class Run:
                         # in real time the future is unknown: hold back the file's look-ahead watermark
                         final_wm = packet.t_end_us
                         packet = Packet(packet.events, due_t + 1)
-                elif is_clock:
+                elif is_clock and runner.t_clock == "perf_counter_us" and self.latency.start_ns is None:
+                    # a live source stamping events with perf_counter µs: each event was due at its own time
+                    self.latency.anchor(0, 0, 1.0)
+                elif is_clock and self.latency.start_ns is None:
                     self.latency.release.add(packet.t_end_us, time.perf_counter_ns())
                 waited = False
                 for e in edges:

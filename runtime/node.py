@@ -97,6 +97,8 @@ class SourceRunner:
         self.blocking = bool(getattr(opened, "blocking", False))
         # live: timestamps are arrival times, so replay pacing does not apply (a video file may block yet be paced)
         self.live = bool(getattr(opened, "live", self.blocking))
+        # "perf_counter_us" when the source stamps events with time.perf_counter_ns() // 1000 (live cameras)
+        self.t_clock = getattr(opened, "t_clock", None)
         self.stats = NodeStats()
         self.last_wm: int | None = None
         self.t_first: int | None = None
