@@ -428,9 +428,9 @@ def _aedat4_xml(spec: StreamSpec) -> str:
     base = "/mainloop/Recorder/outInfo/"
     extra = ""
     if spec.x_mirrored:
-        extra += '                <attr key="clocklessXMirrored" type="bool">true</attr>\n'
+        extra += '                <attr key="clocklessXMirrored" type="string">true</attr>\n'
     if spec.y_up:
-        extra += '                <attr key="clocklessYUp" type="bool">true</attr>\n'
+        extra += '                <attr key="clocklessYUp" type="string">true</attr>\n'
     return (
         '<dv version="2.0">\n'
         f'    <node name="outInfo" path="{base}">\n'
@@ -532,8 +532,8 @@ class Aedat4Writer(EventWriter):
         super().__init__(path, spec, meta)
         if spec.kind != "dvs":
             raise WriterError(
-                f"{self.path}: AEDAT 4.0 stores camera (polarity) events; a '{spec.kind}' stream can be written "
-                "to .npy, .npz or .hdf5"
+                f"{self.path}: AEDAT 4.0 stores camera (polarity) events; a stream of kind '{spec.kind}' can be "
+                "written to .npy, .npz or .hdf5"
             )
         if events_per_packet < 1:
             raise WriterError(f"{self.path}: events_per_packet must be ≥ 1, got {events_per_packet}")
