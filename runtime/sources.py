@@ -10,7 +10,7 @@ import numpy as np
 from .packet import Packet, Packetizer
 from .spec import StreamSpec
 
-__all__ = ["ArraySource", "IterSource", "OpenIter"]
+__all__ = ["ArraySource", "IterSource", "Limited", "OpenIter"]
 
 
 class OpenIter:
@@ -81,3 +81,55 @@ class IterSource:
 
     def open(self) -> OpenIter:
         return OpenIter(self.spec, self.make_packets(), blocking=self.blocking, info={"source": self.name, **self.extra})
+
+
+@dataclass(frozen=True)
+class Limited:
+    """Ends another source after ``duration_us`` of its stream time (``clockless live --duration``)."""
+
+    source: Any
+    duration_us: int
+
+    def open(self) -> "OpenLimited":
+        return OpenLimited(self.source.open(), self.duration_us)
+
+
+class OpenLimited:
+    def __init__(self, inner: Any, duration_us: int):
+        self._inner = inner
+        self.spec = inner.spec
+        self.blocking = bool(getattr(inner, "blocking", False))
+        self.live = bool(getattr(inner, "live", self.blocking))
+        self.t_clock = getattr(inner, "t_clock", None)
+        self._duration_us = int(duration_us)
+        self._t0: int | None = None
+        self._done = False
+
+    def __iter__(self) -> "OpenLimited":
+        return self
+
+    def __next__(self) -> Packet:
+        if self._done:
+            raise StopIteration
+        packet = next(self._inner)
+        t = packet.events["t"]
+        if self._t0 is None:
+            self._t0 = int(t[0]) if t.shape[0] else packet.t_end_us
+        end = self._t0 + self._duration_us
+        if packet.t_end_us >= end:
+            self._done = True
+            keep = packet.events[t < end]
+            keep.flags.writeable = False
+            return Packet(keep, end)
+        return packet
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def info(self) -> Mapping[str, Any]:
+        fn = getattr(self._inner, "info", None)
+        return {**(fn() if fn else {}), "limited_to_us": self._duration_us}
+
+    def counters(self) -> Mapping[str, int]:
+        fn = getattr(self._inner, "counters", None)
+        return fn() if fn else {}
