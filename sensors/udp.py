@@ -17,8 +17,9 @@ not a whole number of records, is dropped and counted (``info()["dropped_datagra
 
 ``"t64_x16_y16_on8"`` — faery's UDP layout: packed 13-byte records (uint64 t µs, uint16 x, uint16 y, uint8 on).
 
-Time: events without timestamps get the arrival time of their datagram (µs on the receiver's monotonic clock,
-from the moment the source opened), so all events of one datagram are simultaneous. Events with timestamps keep
+Time: events without timestamps get the arrival time of their datagram (``time.perf_counter_ns() // 1000``, the
+runtime's ``perf_counter_us`` clock; with ``timestamps=False`` the opened source declares ``t_clock`` so latency
+is measured per event), so all events of one datagram are simultaneous. Events with timestamps keep
 the sender's time. Either way ``t`` never decreases: an event behind the stream's watermark (UDP reordering, or a
 sender that split a run of equal times over two datagrams) is held at the watermark and counted
 (``late_events_held``); a 32-bit timestamp that drops by more than half its range is a wrap and is unwrapped
@@ -254,14 +255,19 @@ class OpenUdpSource:
         self._sock = sock
         self.port = sock.getsockname()[1]
         self._buf = bytearray(1 << 16)
-        self._t0_ns = time.monotonic_ns()
-        self._watermark = 0  # arrival clock starts at 0 µs
+        self._t0_ns = time.perf_counter_ns()
+        self._watermark = 0
         self._last_t32: int | None = None
         self._wrap_base = 0
         self._offset_us: int | None = None  # sender clock - arrival clock, from the latest timestamped datagram
         self._last_data_ns = self._t0_ns
-        # events get arrival times: heartbeats may advance the watermark before the first datagram
+        self.opened_at_us = self._t0_ns // 1000
+        # events get arrival times: heartbeats may advance the watermark before the first datagram, and the
+        # executor may measure latency against each event's own time (runtime's "perf_counter_us" clock)
         self._arrival_clock = cfg.layout == "aestream" and cfg.timestamps is False
+        if self._arrival_clock:
+            self.t_clock = "perf_counter_us"
+            self._watermark = self.opened_at_us
         self._tail: np.ndarray | None = None  # last run of equal sender timestamps, held until complete
         self._closed = False
         self._ended = ""
@@ -287,7 +293,7 @@ class OpenUdpSource:
             try:
                 n = self._sock.recv_into(self._buf)
             except socket.timeout:
-                idle_s = (time.monotonic_ns() - self._last_data_ns) * 1e-9
+                idle_s = (time.perf_counter_ns() - self._last_data_ns) * 1e-9
                 if self.cfg.end_after_idle_s is not None and idle_s >= self.cfg.end_after_idle_s:
                     if self._tail is not None:
                         return self._heartbeat()  # flush the held run first
@@ -318,7 +324,7 @@ class OpenUdpSource:
                 return packet
 
     def _now_us(self) -> int:
-        return (time.monotonic_ns() - self._t0_ns) // 1000
+        return time.perf_counter_ns() // 1000
 
     def _heartbeat(self) -> Packet:
         now = self._now_us()
@@ -345,7 +351,7 @@ class OpenUdpSource:
 
     def _packet(self, datagrams: list[bytes]) -> Packet | None:
         arrival = self._now_us()
-        self._last_data_ns = time.monotonic_ns()
+        self._last_data_ns = time.perf_counter_ns()
         chunks = []
         for payload in datagrams:
             self._counts["datagrams"] += 1

@@ -137,7 +137,8 @@ def test_silent_sender_yields_heartbeats_only():
     assert len(packets) >= 3 and all(len(p) == 0 for p in packets)
     marks = [p.t_end_us for p in packets]
     assert marks == sorted(marks) and marks[-1] > marks[0]
-    assert marks[-1] <= elapsed * 1e6 + 1  # watermarks follow the arrival clock, never ahead of it
+    assert src.t_clock == "perf_counter_us" and marks[0] >= src.opened_at_us
+    assert marks[-1] - src.opened_at_us <= elapsed * 1e6 + 1  # watermarks follow the arrival clock, never ahead
     info = src.info()
     assert info["heartbeats"] == len(packets) and info["events"] == 0 and "no datagram" in info["ended"]
 
