@@ -87,13 +87,14 @@ def build_report(
     duration_us = (max(ends) - min(firsts)) if firsts and ends else 0
     first = sources[0] if sources else None
     src_info = first.info() if first else {}
-    input_section = {
-        "source": src_info.pop("source", first.name if first else None),
+    source_name = src_info.pop("source", first.name if first else None)
+    input_section = {k: v for k, v in src_info.items() if _jsonable(v)}  # extras first: ours win on a clash
+    input_section.update({
+        "source": source_name,
         "events": int(events),
         "duration_us": int(duration_us),
         "sensor_size": list(first.spec.shape) if first else None,
-        **{k: v for k, v in src_info.items() if _jsonable(v)},
-    }
+    })
     totals = {k: 0 for k in ("synaptic_ops", "neuron_updates", "gated_events", "gate_ops", "frontend_macs")}
     nodes: dict[str, dict] = {}
     dense_per_bin = 0

@@ -1,0 +1,43 @@
+"""clockless replay on real recordings, and its errors."""
+
+import json
+
+from apps.cli import main
+
+
+def test_replay_real_file_writes_the_report(shared_data, reference_stats, tmp_path, capsys):
+    path = shared_data / "vision" / "dvs128_walking.aedat"
+    out = tmp_path / "r.json"
+    assert main(["replay", str(path), "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    ref = reference_stats["vision/dvs128_walking.aedat"]
+    assert rep["input"]["events"] == ref["events"]
+    assert rep["input"]["duration_us"] >= ref["t_last_us"] - ref["t_first_us"]
+    assert rep["input"]["sensor_size"] == [128, 128, 2]
+    assert rep["nodes"]["count"]["events_in"] == ref["events"]
+    assert rep["latency_us"]["kind"] == "queueing" and rep["latency_us"]["count"] == ref["events"]
+    assert "clockless run" in capsys.readouterr().out
+
+
+def test_replay_window_and_real_time_factor(shared_data, tmp_path):
+    path = shared_data / "vision" / "dvs128_right_clamp.aedat"
+    out = tmp_path / "r.json"
+    assert main(["replay", str(path), "--start", "1", "--duration", "2", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert 0 < rep["input"]["events"] < 110_228
+    assert rep["input"]["duration_us"] <= 2_000_000 + 1
+    assert rep["realtime_factor"] > 1
+
+
+def test_replay_garbage_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.raw"
+    bad.write_bytes(b"% evt 3.0\n% end\n" + bytes(range(7)))
+    code = main(["replay", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(bad) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_replay_missing_file(capsys):
+    assert main(["replay", "/nonexistent/file.aedat4"]) == 2
+    assert "no such file" in capsys.readouterr().err
