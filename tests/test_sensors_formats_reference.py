@@ -105,6 +105,7 @@ def test_evt3_triggers_are_separate(shared_data):
 
     path = shared_data / "vision" / "gen4_triggers_evt3.raw"
     reader = open_reader(path)
+    reader.read_all()
     trig = reader.triggers()
     peer = []
     with evt.Decoder(path, (1280, 720), "evt3") as d:
@@ -114,3 +115,4 @@ def test_evt3_triggers_are_separate(shared_data):
     peer = np.concatenate(peer) if peer else np.empty(0)
     assert trig.shape[0] == peer.shape[0] == reader.counts["triggers"] > 0
     assert np.array_equal(trig["t"], peer["t"].astype(np.int64))
+    assert np.array_equal(trig["id"], peer["source"]) and np.array_equal(trig["p"], peer["rising"])

@@ -19,6 +19,7 @@ __all__ = ["Aedat4Reader"]
 
 class Aedat4Reader(Reader):
     format = "aedat4"
+    has_triggers = True
 
     def _open(self) -> None:
         import aedat
@@ -104,11 +105,3 @@ class Aedat4Reader(Reader):
             out["p"] = part["on"]
             yield out
         pending[:] = [src[stop:]]
-
-    def triggers(self) -> np.ndarray:
-        counts = self.counts
-        for _ in self._decode(1 << 20, want_triggers=True):
-            pass
-        self.counts = counts
-        parts, self._trigger_parts = self._trigger_parts, []
-        return np.concatenate(parts) if parts else np.empty(0, TRIGGER_EVENT)

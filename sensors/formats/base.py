@@ -133,9 +133,25 @@ class Reader:
             return parts[0]
         return np.concatenate(parts)
 
+    has_triggers = False
+
     def triggers(self) -> np.ndarray:
-        """External trigger events (``TRIGGER_EVENT``); empty where the format has none."""
-        return np.empty(0, dtype=TRIGGER_EVENT)
+        """External trigger events (``TRIGGER_EVENT``) in one pass over the file; empty where the format has none.
+
+        Does not change ``counts`` (those describe the last ``chunks()`` pass)."""
+        if not self.has_triggers:
+            return np.empty(0, dtype=TRIGGER_EVENT)
+        saved = self.counts
+        self.counts = self._fresh_counts()
+        self._trigger_parts: list[np.ndarray] = []
+        try:
+            for _ in self._decode(DEFAULT_MAX_EVENTS, want_triggers=True):
+                pass
+            parts = self._trigger_parts
+        finally:
+            self.counts = saved
+            self._trigger_parts = []
+        return np.concatenate(parts) if parts else np.empty(0, dtype=TRIGGER_EVENT)
 
     def describe(self) -> dict:
         """Format, stream and sensor-size origin as plain data (for reports and ``clockless info``)."""

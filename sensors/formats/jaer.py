@@ -39,6 +39,7 @@ _MAX_HEADER = 1 << 22
 
 class Aedat2Reader(Reader):
     format = "aedat2"
+    has_triggers = True
 
     def _open(self) -> None:
         chip = ""
@@ -142,11 +143,3 @@ class Aedat2Reader(Reader):
                 out["y"] = (a >> 22) & 0x1FF
                 out["p"] = (a & 0x800) != 0
             yield out
-
-    def triggers(self) -> np.ndarray:
-        counts = self.counts
-        for _ in self._decode(1 << 20, want_triggers=True):
-            pass
-        self.counts = counts
-        parts, self._trigger_parts = self._trigger_parts, []
-        return np.concatenate(parts) if parts else np.empty(0, TRIGGER_EVENT)

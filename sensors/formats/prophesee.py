@@ -130,6 +130,7 @@ class EvtReader(Reader):
 
     word_dtype = np.dtype("<u4")
     version = ""
+    has_triggers = True
     max_events_per_word = 1
 
     def _open(self) -> None:
@@ -230,17 +231,6 @@ class EvtReader(Reader):
             f"{self.version.upper()} word",
             offset=offset,
         )
-
-    def triggers(self) -> np.ndarray:
-        counts = self.counts
-        for _ in self._decode(1 << 20, want_triggers=True):
-            pass
-        parts = self._trigger_parts
-        self._trigger_parts = []
-        self.counts = counts
-        if not parts:
-            return np.empty(0, TRIGGER_EVENT)
-        return np.concatenate(parts)
 
 
 class Evt2Reader(EvtReader):

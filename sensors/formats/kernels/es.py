@@ -17,7 +17,8 @@ def es_decode(data, start, out, state, atis, height):
     DVS: a byte ``0xFF`` adds 127 µs, ``0xFE`` is a reset marker (ignored), any other byte adds ``byte >> 1`` µs and
     carries the polarity in bit 0, followed by x and y as little-endian u16. ATIS: a byte with its top six bits set
     adds ``63 * (byte & 3)`` µs, any other adds ``byte >> 2``; bits 0-1 are OFF 00, ON 10, exposure 01/11 (dropped).
-    The file's y axis points up: y is written as ``height - 1 - y`` (image orientation, as faery does).
+    The file's y axis points up: y is written as ``height - 1 - y`` (image orientation, as faery does); a row at
+    or beyond ``height`` (or a column beyond int16) is written as -1 for the reader's bounds check to report.
     """
     phase = state[0]
     t = state[1]
@@ -63,8 +64,9 @@ def es_decode(data, start, out, state, atis, height):
             phase = 0
             if pol >= 0:
                 e = out[k]
-                e.x = x
-                e.y = height - 1 - y
+                # a coordinate outside the sensor becomes -1, which the reader's bounds check reports
+                e.x = x if x < 32768 else -1
+                e.y = height - 1 - y if y < height else -1
                 e.t = t
                 e.p = pol == 1
                 k += 1
