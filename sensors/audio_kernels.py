@@ -1,0 +1,101 @@
+"""numba kernels of the spiking audio front end (see ``sensors.audio_frontend`` for the model).
+
+Kernels take arrays and scalars only. Every kernel has a slow reference twin in
+``tests/test_sensors_audio_frontend.py`` and a test comparing the two.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["frontend_block", "MACS_PER_SAMPLE", "MACS_PER_FRAME"]
+
+MACS_PER_SAMPLE = 4  # per active channel: band-pass biquad (3 multiplies) + squared output accumulated (1)
+MACS_PER_FRAME = 2  # per active channel and 1 ms frame: envelope smoothing (1) + delta threshold scaling (1)
+
+
+@njit(cache=True, nogil=True)
+def frontend_block(
+    x,  # float32[n] samples of this block
+    n0,  # absolute index of x[0] in the stream
+    rate_hz,  # integer sample rate
+    b0,  # float64[C] band-pass gain (b1 = 0, b2 = -b0)
+    a1,  # float64[C]
+    a2,  # float64[C]
+    active,  # bool[C] channels below Nyquist; inactive ones cost nothing and never fire
+    beta,  # envelope smoothing factor per 1 ms frame
+    floor_pow,  # mean-square power floor: envelopes below it are clamped to it
+    ratio,  # delta threshold as a power ratio (> 1)
+    max_per_frame,  # at most this many events per channel and frame
+    xh,  # float64[2] state: x[n-1], x[n-2]
+    y1,  # float64[C] state: y[n-1]
+    y2,  # float64[C] state: y[n-2]
+    acc,  # float64[C] state: sum of y^2 in the open frame
+    env,  # float64[C] state: smoothed frame power
+    ref,  # float64[C] state: level of the last event (delta modulator reference)
+    out_t,  # int64[cap] events out
+    out_x,  # int16[cap]
+    out_p,  # bool[cap]
+):
+    """Run one block; returns (events written, frames closed). States are updated in place.
+
+    A frame is 1 ms of stream time: sample n belongs to frame floor(n * 1000 / rate_hz). When a frame's last
+    sample has been filtered, each active channel's mean power updates its envelope, and the delta modulator
+    emits ON events while the envelope exceeds ref * ratio (ref *= ratio each) and OFF events while it is below
+    ref / ratio, at the time of that last sample. Envelopes are clamped to ``floor_pow``, so silence never fires.
+    """
+    n_ch = b0.shape[0]
+    ne = 0
+    frames = 0
+    x1 = xh[0]
+    x2 = xh[1]
+    for i in range(x.shape[0]):
+        n = n0 + i
+        xi = np.float64(x[i])
+        d = xi - x2
+        for c in range(n_ch):
+            if not active[c]:
+                continue
+            y = b0[c] * d - a1[c] * y1[c] - a2[c] * y2[c]
+            y2[c] = y1[c]
+            y1[c] = y
+            acc[c] += y * y
+        x2 = x1
+        x1 = xi
+        # the frame closes at its last sample: the next sample starts a new millisecond
+        if ((n + 1) * 1000) // rate_hz != (n * 1000) // rate_hz:
+            frames += 1
+            k = (n * 1000) // rate_hz
+            first = (k * rate_hz + 999) // 1000  # first sample of frame k
+            length = n + 1 - first
+            t = (n * 1000000) // rate_hz
+            for c in range(n_ch):
+                if not active[c]:
+                    continue
+                power = acc[c] / length
+                acc[c] = 0.0
+                e = env[c] + beta * (power - env[c])
+                env[c] = e
+                if e < floor_pow:
+                    e = floor_pow
+                r = ref[c]
+                m = 0
+                while m < max_per_frame and e >= r * ratio:
+                    r = r * ratio
+                    out_t[ne] = t
+                    out_x[ne] = c
+                    out_p[ne] = True
+                    ne += 1
+                    m += 1
+                while m < max_per_frame and e * ratio <= r:
+                    r = r / ratio
+                    out_t[ne] = t
+                    out_x[ne] = c
+                    out_p[ne] = False
+                    ne += 1
+                    m += 1
+                ref[c] = r
+    xh[0] = x1
+    xh[1] = x2
+    return ne, frames
