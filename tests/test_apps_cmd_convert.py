@@ -144,3 +144,32 @@ def test_errors_are_one_line_and_exit_2(shared_data, tmp_path, capsys):
         assert err.startswith("clockless convert: error: ") and err.count("\n") == 1, err
         assert "Traceback" not in err and re.search(pattern, err), err
     assert not (tmp_path / "o.npy").exists() and not (tmp_path / "o.json").exists()
+
+
+def test_chain_through_every_writable_format_is_lossless(shared_data, tmp_path):
+    src = shared_data / "vision" / "dvxplorer_tonic.aedat4"
+    original = open_reader(src).read_all()
+    prev = src
+    for k, ext in enumerate(["h5", "npz", "npy", "aedat4", "npy"]):
+        out = tmp_path / f"step{k}.{ext}"
+        assert convert(prev, out) == 0
+        prev = out
+    np.testing.assert_array_equal(np.load(prev), original)
+    assert json.loads((tmp_path / "step4.json").read_text())["sensor_size"] == [320, 240, 2]
+
+
+def test_headerless_hdf5_needs_and_takes_a_sensor_size(shared_data, tmp_path, capsys):
+    src = shared_data / "vision" / "events_evlib.hdf5"  # float seconds, no geometry
+    assert convert(src, tmp_path / "e.npy") == 2
+    assert "--sensor-size" in capsys.readouterr().err
+    assert convert(src, tmp_path / "e.npy", "--sensor-size", "640", "480") == 0
+    ev = np.load(tmp_path / "e.npy")
+    import h5py
+
+    with h5py.File(src) as f:
+        t_s = f["raw_events"]["t"][:]
+        xs = f["raw_events"]["x"][:]
+    assert len(ev) == len(t_s) == 17
+    np.testing.assert_array_equal(ev["t"], np.rint(t_s * 1e6).astype(np.int64))  # seconds became whole µs
+    np.testing.assert_array_equal(ev["x"], xs)
+    assert json.loads((tmp_path / "e.json").read_text())["sensor_size_origin"] == "user"
