@@ -28,6 +28,7 @@ def add_arguments(p) -> None:
     p.add_argument("--app", choices=APPS, default="none", help="which app graph to run")
     p.add_argument("--size", nargs=2, type=int, metavar=("W", "H"), help="resize camera/video frames to W×H")
     p.add_argument("--sensor-size", nargs=2, type=int, metavar=("W", "H"), default=(346, 260), help="UDP sensor size")
+    p.add_argument("--udp-host", default="127.0.0.1", help="address to receive UDP on (0.0.0.0: every interface)")
     p.add_argument("--no-noise", action="store_true", help="emulator without leak and shot noise")
     p.add_argument("--threshold", type=float, default=0.2, help="emulator contrast threshold (log units)")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds of stream time")
@@ -43,7 +44,7 @@ def live_source(args):
         from sensors.udp import UdpSource
 
         w, h = args.sensor_size
-        return UdpSource(int(w), int(h), port=args.udp)
+        return UdpSource(int(w), int(h), port=args.udp, host=args.udp_host)
     if args.mic is not None:
         from sensors.audio import MicrophoneSource
 

@@ -152,6 +152,14 @@ class Run:
         finally:
             for o in opened.values():
                 o.close()
+            self.close_unfinished()
+
+    def close_unfinished(self) -> None:
+        """Give stages that hold resources (open files) their optional ``close(state)`` after a failed run."""
+        for runner in self.stages.values():
+            close = getattr(runner.obj, "close", None)
+            if not runner.finished and close is not None:
+                close(runner.state)
 
     async def _run_tasks(self) -> None:
         g = self.graph
