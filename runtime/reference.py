@@ -62,6 +62,7 @@ def run_reference(graph: Graph, *, keep_outputs: bool = True, seed: int | None =
     finally:
         for o in opened.values():
             o.close()
+        r.close_unfinished()
     report = r.report()
     if keep_outputs:
         report["_outputs"] = r.outputs
