@@ -1,0 +1,1 @@
+"""Voice activity detection: training data, training, the segmenter sink and baseline wrappers."""

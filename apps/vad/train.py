@@ -1,0 +1,151 @@
+"""Train the VAD spiking network (``clockless train vad``) and write its network file.
+
+Data: real speech from ``../shared/data/audio/speech`` and speech synthesised with espeak-ng, mixed with the real
+noise and music of ``audio/noise`` (minus the held-out test files) and synthetic noise at -5…20 dB SNR, labelled
+per millisecond from the clean speech energy (``apps.vad.data``). The labelled clips are never read here.
+Each clip goes through the same spiking front end as at run time (``sensors.audio_frontend``); the network is
+trained time-stepped at 1 ms bins with surrogate gradients (PyTorch Adam; numba forward/backward kernels), which
+is exactly the engine's event-driven model on the front end's 1 ms event grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+EXAMPLE = "clockless train vad --minutes 25 --out graphs/weights/vad.npz"
+
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "graphs" / "weights" / "vad.npz"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="clockless train vad", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog="Example: " + EXAMPLE)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="network file to write (.npz + .json)")
+    p.add_argument("--audio-dir", type=Path, default=None, help="folder with speech/ and noise/ (../shared/data/audio)")
+    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "clockless" / "vad",
+                   help="where synthesised speech is kept between runs")
+    p.add_argument("--synth", type=int, default=400, help="number of espeak-ng utterances (0: real speech only)")
+    p.add_argument("--minutes", type=float, default=25.0, help="stop after this much wall time")
+    p.add_argument("--steps", type=int, default=4000, help="at most this many optimiser steps")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--clip-s", type=float, default=4.0, help="length of each training clip")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--rate-penalty", type=float, default=0.5, help="weight of the hidden spike-rate penalty")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--val-every", type=int, default=100)
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    from sensors.audio_frontend import AudioFrontEnd
+
+    from .data import default_audio_dir, load_pools, synthesise_espeak
+    from .export import save_network
+    from .model import SnnVad, VadConfig
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    audio_dir = args.audio_dir or default_audio_dir()
+    synth = []
+    if args.synth > 0:
+        synth = synthesise_espeak(args.cache / "espeak", args.synth, seed=args.seed)
+    pools = load_pools(audio_dir, synth, 16000)
+    say(f"speech: {len(pools.speech)} utterances ({sum(map(len, pools.speech)) / 16000 / 60:.1f} min, "
+        f"{int(pools.speech_real.sum())} recorded), noise files: {len(pools.noise)} (held out: see data.py)")
+
+    frontend = AudioFrontEnd()
+    cfg = VadConfig(inputs=2 * frontend.channels, hidden=args.hidden)
+    net = SnnVad(cfg, seed=args.seed)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    rng = np.random.default_rng(args.seed + 1)
+    val = [_clip(np.random.default_rng(10_000 + i), pools, frontend, args.clip_s * 2) for i in range(24)]
+    val_x = torch.from_numpy(np.stack([v[0] for v in val]))
+    val_y = np.stack([v[1] for v in val])
+    best = (-1.0, None, 0)
+    budget_s = args.minutes * 60
+    step = 0
+    history = []
+    while step < args.steps and time.perf_counter() - t_start < budget_s:
+        frac = min(1.0, (time.perf_counter() - t_start) / budget_s)
+        for g in opt.param_groups:
+            g["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))
+        batch = [_clip(rng, pools, frontend, args.clip_s) for _ in range(args.batch)]
+        x = torch.from_numpy(np.stack([b[0] for b in batch]))
+        lab = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.float64))
+        y, rate = net(x)
+        loss = _loss(net.score(y), lab) + args.rate_penalty * rate
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        step += 1
+        if step % args.val_every == 0:
+            with torch.no_grad():
+                vy, vrate = net(val_x)
+            m = _val_metrics(net.score(vy).numpy(), val_y)
+            history.append({"step": step, "t_s": round(time.perf_counter() - t_start, 1), **m,
+                            "hidden_rate_hz": float(vrate) * 1000})
+            say(f"step {step:5d} {time.perf_counter() - t_start:6.0f}s loss {float(loss):.3f} val BA "
+                f"{m['balanced_accuracy']:.3f} AUC {m['roc_auc']:.3f} hidden {float(vrate) * 1000:.1f} Hz")
+            if m["balanced_accuracy"] > best[0]:
+                best = (m["balanced_accuracy"], {k: v.detach().clone() for k, v in net.state_dict().items()}, step)
+    if best[1] is not None:
+        net.load_state_dict(best[1])
+    train_s = time.perf_counter() - t_start
+    info = {"steps": step, "best_step": best[2], "best_val_balanced_accuracy": best[0], "train_s": round(train_s, 1),
+            "seed": args.seed, "batch": args.batch, "clip_s": args.clip_s, "synth_utterances": args.synth,
+            "history": history[-10:]}
+    save_network(args.out, net, frontend, info)
+    say(f"wrote {args.out} after {step} steps in {train_s / 60:.1f} min (best val BA {best[0]:.3f} at step {best[2]})")
+    return 0
+
+
+def _clip(rng: np.random.Generator, pools, frontend, duration_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """One training clip as front-end event counts per 1 ms bin (T, 2C) and per-ms labels (T,)."""
+    from .data import make_mixture, resample
+
+    x, lab = make_mixture(rng, pools, duration_s)
+    rate = pools.rate_hz
+    if rng.random() < 0.15:  # telephone-band audio: the front end switches its upper channels off
+        x, rate = resample(x, rate, 8000), 8000
+    events, _ = frontend.run_array(x, rate)
+    n_t = lab.shape[0]
+    c = frontend.channels
+    counts = np.zeros((n_t, 2 * c), np.float32)
+    keep = events["t"] // 1000 < n_t
+    np.add.at(counts, (events["t"][keep] // 1000, events["p"][keep].astype(np.int64) * c + events["x"][keep]), 1)
+    return counts, lab
+
+
+def _loss(score, lab):
+    import torch
+
+    ws = 0.5 / lab.mean().clamp(min=0.05)
+    wn = 0.5 / (1 - lab).mean().clamp(min=0.05)
+    w = lab * ws + (1 - lab) * wn
+    return -(w * (lab * torch.log(score + 0.02) + (1 - lab) * torch.log(1 - score + 1e-6))).mean()
+
+
+def _val_metrics(score: np.ndarray, lab: np.ndarray) -> dict:
+    from .metrics import frame_metrics
+
+    s = score[:, 9::10].ravel()
+    lab10 = lab[:, 5::10].ravel()
+    m = frame_metrics(lab10, s >= 0.5, s)
+    return {k: round(float(m[k]), 4) for k in ("balanced_accuracy", "f1", "roc_auc")}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

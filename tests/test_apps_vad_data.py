@@ -1,0 +1,63 @@
+"""VAD training data: clean-speech labels, SNR mixing, held-out noise never in training pools, mixtures."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from apps.vad.data import (
+    HELD_OUT_NOISE, clean_speech_labels, load_mono, load_pools, make_mixture, mix_at_snr, synthesise_espeak,
+    synthetic_noise,
+)
+
+
+def test_labels_follow_energy_and_bridge_short_gaps():
+    rate = 16000
+    rng = np.random.default_rng(0)
+    x = np.zeros(rate * 2, np.float32)
+    x[4000:12000] = rng.standard_normal(8000) * 0.1  # 250..750 ms
+    x[13600:20000] = rng.standard_normal(6400) * 0.1  # 850..1250 ms: a 100 ms gap → bridged
+    x[28000:29600] = rng.standard_normal(1600) * 0.1  # 1750..1850 ms: after a 500 ms gap → its own run
+    lab = clean_speech_labels(x, rate)
+    assert lab.shape == (2000,)
+    assert lab[300:1200].all() and not lab[:230].any() and not lab[1300:1700].any() and lab[1760:1840].all()
+
+
+def test_mix_at_snr_hits_the_target():
+    rate = 16000
+    rng = np.random.default_rng(1)
+    speech = np.zeros(rate, np.float32)
+    speech[:8000] = rng.standard_normal(8000) * 0.3
+    lab = np.zeros(1000, bool)
+    lab[:500] = True
+    noise = rng.standard_normal(rate).astype(np.float32)
+    mix = mix_at_snr(speech, lab, noise, 5.0, rate)
+    n = mix - speech
+    snr = 10 * np.log10(np.mean(speech[:8000].astype(np.float64) ** 2) / np.mean(n.astype(np.float64) ** 2))
+    assert snr == pytest.approx(5.0, abs=0.01)
+
+
+@pytest.mark.parametrize("kind", ["white", "pink", "brown", "hum"])
+def test_synthetic_noise_is_unit_rms(kind):
+    y = synthetic_noise(np.random.default_rng(2), kind, 16000, 16000)
+    assert y.dtype == np.float32 and float(np.sqrt(np.mean(y.astype(np.float64) ** 2))) == pytest.approx(1, rel=1e-3)
+
+
+def test_pools_exclude_held_out_noise_and_mixtures_are_sane(shared_data, tmp_path):
+    synth = []
+    if shutil.which("espeak-ng"):
+        synth = synthesise_espeak(tmp_path / "espeak", 3, seed=0)
+        x, rate = load_mono(synth[0])
+        assert rate == 22050 and clean_speech_labels(x, rate).mean() > 0.3
+    pools = load_pools(shared_data / "audio", synth, 16000)
+    assert pools.noise and not set(pools.noise_names) & set(HELD_OUT_NOISE)
+    assert int(pools.speech_real.sum()) == len(list((shared_data / "audio" / "speech").iterdir()))
+    rng = np.random.default_rng(3)
+    fractions = []
+    for _ in range(8):
+        x, lab = make_mixture(rng, pools, 3.0)
+        assert x.shape == (48000,) and lab.shape == (3000,) and np.abs(x).max() <= 1.0 and np.isfinite(x).all()
+        fractions.append(lab.mean())
+    assert 0.1 < np.mean(fractions) < 0.9
