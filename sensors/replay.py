@@ -85,7 +85,7 @@ class ReplaySource:
             "loops_done": 0,
         }
         packets = self._packets(reader, info)
-        return OpenIter(reader.spec, packets, info=info)
+        return _ReplayOpen(reader.spec, packets, info=info)
 
     def _packets(self, reader, info: dict) -> Iterator[Packet]:
         packetizer = Packetizer(reader.spec.dtype, self.max_events, self.max_span_us, where=f"{self.name} {reader.path}")
@@ -130,3 +130,15 @@ class ReplaySource:
         if self.duration_us is not None and lo is not None:
             end = lo + self.duration_us + shift - (period or 0)
         yield from packetizer.flush(end)
+
+
+class _ReplayOpen(OpenIter):
+    """OpenIter whose ``info()`` is a snapshot (callers may edit what they get)."""
+
+    def info(self) -> dict:
+        live = super().info()
+        snap = dict(live)
+        rules = dict(live["time_rules"])
+        rules["skipped_packets"] = dict(rules.get("skipped_packets", {}))
+        snap["time_rules"] = rules
+        return snap

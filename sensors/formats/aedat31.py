@@ -63,7 +63,7 @@ SOURCE_SIZES = (
 )
 _POLARITY = np.dtype([("data", "<u4"), ("t", "<i4")])
 _MAX_HEADER = 1 << 22
-_MAX_PACKET_BYTES = 1 << 30
+_MAX_PACKET_BYTES = 1 << 40
 
 
 class Aedat31Reader(Reader):
@@ -109,6 +109,7 @@ class Aedat31Reader(Reader):
     def _decode(self, max_events: int):
         pending: list[np.ndarray] = []
         n_pending = 0
+        file_size = self.path.stat().st_size
         with open(self.path, "rb") as f:
             f.seek(self.data_offset)
             offset = self.data_offset
@@ -133,11 +134,10 @@ class Aedat31Reader(Reader):
                 if kind != 1:
                     if kind not in EVENT_TYPES:
                         raise self._fail(f"packet has unknown eventType {kind} (expected 0-13)", offset)
+                    if body_offset + nbytes > file_size:
+                        raise self._fail(f"file truncated inside a {EVENT_TYPES[kind]} packet", body_offset)
                     self._skip(EVENT_TYPES[kind])
-                    here = f.tell()
                     f.seek(nbytes, 1)
-                    if f.tell() > self.path.stat().st_size:
-                        raise self._fail(f"file truncated inside a {EVENT_TYPES[kind]} packet", here)
                     offset = body_offset + nbytes
                     continue
                 if size != 8 or int(h["ts_offset"]) != 4:
@@ -146,40 +146,50 @@ class Aedat31Reader(Reader):
                         "(expected 8 and 4)",
                         offset,
                     )
-                body = f.read(nbytes)
-                if len(body) < nbytes:
+                if body_offset + nbytes > file_size:
                     raise self._fail(
-                        f"file truncated inside a polarity packet: {len(body)} of {nbytes} bytes", body_offset
+                        f"file truncated inside a polarity packet: {file_size - body_offset} of {nbytes} bytes",
+                        body_offset,
                     )
-                ev = np.frombuffer(body, _POLARITY, count=number)
-                data = ev["data"]
-                valid = (data & 1) == 1
-                n_valid = int(np.count_nonzero(valid))
-                if n_valid != number:
-                    self._skip("invalid polarity events", number - n_valid)
-                    ev = ev[valid]
-                    data = ev["data"]
-                ts = ev["t"].astype(np.int64)
-                if ts.shape[0] and ts.min() < 0:
-                    i = int(np.argmax(ts < 0))
-                    raise self._fail(f"polarity event {i} of the packet has a negative timestamp {ts[i]}", body_offset)
-                out = np.empty(ev.shape[0], DVS_EVENT)
-                out["t"] = ts + (np.int64(int(h["ts_overflow"])) << 31)
-                out["x"] = (data >> 17) & 0x7FFF
-                out["y"] = (data >> 2) & 0x7FFF
-                out["p"] = (data & 2) != 0
+                overflow = np.int64(int(h["ts_overflow"])) << 31
+                # read the packet a piece at a time: a packet header can claim a lot, memory stays bounded
+                piece = max(1, min(max_events, 1 << 16))
+                for first in range(0, number, piece):
+                    count = min(piece, number - first)
+                    ev = np.frombuffer(f.read(count * 8), _POLARITY, count=count)
+                    out = self._polarity(ev, overflow, body_offset + first * 8)
+                    if out.shape[0]:
+                        pending.append(out)
+                        n_pending += out.shape[0]
+                    if n_pending >= max_events:
+                        buf = np.concatenate(pending)
+                        stop = n_pending - n_pending % max_events
+                        for a in range(0, stop, max_events):
+                            yield buf[a : a + max_events]
+                        pending = [buf[stop:]] if stop < n_pending else []
+                        n_pending -= stop
+                f.seek(body_offset + nbytes)
                 offset = body_offset + nbytes
-                if out.shape[0]:
-                    pending.append(out)
-                    n_pending += out.shape[0]
-                if n_pending >= max_events:
-                    buf = np.concatenate(pending)
-                    stop = n_pending - n_pending % max_events
-                    for a in range(0, stop, max_events):
-                        yield buf[a : a + max_events]
-                    pending = [buf[stop:]] if stop < n_pending else []
-                    n_pending -= stop
         if n_pending:
             buf = np.concatenate(pending)
             for a in range(0, n_pending, max_events):
                 yield buf[a : a + max_events]
+
+    def _polarity(self, ev: np.ndarray, overflow, offset: int) -> np.ndarray:
+        data = ev["data"]
+        valid = (data & 1) == 1
+        n_valid = int(np.count_nonzero(valid))
+        if n_valid != ev.shape[0]:
+            self._skip("invalid polarity events", ev.shape[0] - n_valid)
+            ev = ev[valid]
+            data = ev["data"]
+        ts = ev["t"].astype(np.int64)
+        if ts.shape[0] and ts.min() < 0:
+            i = int(np.argmax(ts < 0))
+            raise self._fail(f"polarity event has a negative timestamp {ts[i]}", offset + i * 8)
+        out = np.empty(ev.shape[0], DVS_EVENT)
+        out["t"] = ts + overflow
+        out["x"] = (data >> 17) & 0x7FFF
+        out["y"] = (data >> 2) & 0x7FFF
+        out["p"] = (data & 2) != 0
+        return out

@@ -17,7 +17,10 @@ read a slice at a time, so memory stays bounded.
 from __future__ import annotations
 
 import json
+import struct
 import zipfile
+import zlib
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -47,6 +50,26 @@ def match_columns(names) -> dict[str, str]:
     return found
 
 
+# what zipfile / numpy.lib.format / h5py raise on damaged input
+_CONTAINER_ERRORS = (
+    zipfile.BadZipFile, zlib.error, struct.error, OSError, EOFError, ValueError, KeyError, TypeError,
+    NotImplementedError, RuntimeError, IndexError,
+)
+
+
+@contextmanager
+def _damaged_as_format_error(reader: Reader, what: str):
+    """Report a damaged container as a FormatError naming the file (our own FormatErrors pass through)."""
+    from runtime.errors import ClocklessError
+
+    try:
+        yield
+    except ClocklessError:
+        raise
+    except _CONTAINER_ERRORS as exc:
+        raise reader._fail(f"damaged {what}: {type(exc).__name__}: {exc}") from None
+
+
 def _checked_meta(reader: Reader, meta, where: str) -> dict:
     if not isinstance(meta, dict):
         raise reader._fail(f"{where}: expected a JSON object, found {type(meta).__name__}")
@@ -62,6 +85,15 @@ class _ColumnReader(Reader):
     """Shared conversion from named columns to DVS_EVENT / AUDIO_EVENT."""
 
     kind_from_file = True
+    container = "file"
+
+    def _open(self) -> None:
+        with _damaged_as_format_error(self, self.container):
+            self._open_inner()
+
+    def _decode(self, max_events: int):
+        with _damaged_as_format_error(self, self.container):
+            yield from self._decode_inner(max_events)
 
     def _setup_columns(self, names, dtypes: dict, file_meta: dict | None, *, offset_us: int = 0) -> None:
         cols = match_columns(names)
@@ -131,8 +163,9 @@ class NpyReader(_ColumnReader):
     """A structured ``.npy`` array (``tonic.io.events_struct`` layout or any with matching field names)."""
 
     format = "npy"
+    container = ".npy array"
 
-    def _open(self) -> None:
+    def _open_inner(self) -> None:
         try:
             arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
@@ -144,7 +177,7 @@ class NpyReader(_ColumnReader):
         self._arr = arr
         self._setup_columns(arr.dtype.names, {n: arr.dtype[n] for n in arr.dtype.names}, None)
 
-    def _decode(self, max_events: int):
+    def _decode_inner(self, max_events: int):
         arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
         c = self.cols
         fast = arr.dtype == (AUDIO_EVENT if self.audio else DVS_EVENT) and self.t_unit == "us"
@@ -189,8 +222,9 @@ class NpzReader(_ColumnReader):
     """An ``.npz`` archive with either one structured member (``events`` preferred) or one member per column."""
 
     format = "npz"
+    container = ".npz archive"
 
-    def _open(self) -> None:
+    def _open_inner(self) -> None:
         try:
             with zipfile.ZipFile(self.path) as zf:
                 members = {n[:-4]: n for n in zf.namelist() if n.endswith(".npy")}
@@ -224,7 +258,7 @@ class NpzReader(_ColumnReader):
             if len(lengths) != 1:
                 raise self._fail(f"column members differ in length: { {cols[k]: heads[cols[k]].shape for k in cols} }")
 
-    def _decode(self, max_events: int):
+    def _decode_inner(self, max_events: int):
         with zipfile.ZipFile(self.path) as zf:
             if self.layout[0] == "structured":
                 m = _NpyMember(zf, self.layout[1], self)
@@ -255,9 +289,10 @@ class Hdf5Reader(_ColumnReader):
     dataset with those fields. DSEC's ``t_offset`` (µs, at the root) is added to t."""
 
     format = "hdf5"
+    container = "HDF5 file"
     GROUPS = ("events", "raw_events", "CD", "cd", "")
 
-    def _open(self) -> None:
+    def _open_inner(self) -> None:
         import h5py
 
         try:
@@ -323,7 +358,7 @@ class Hdf5Reader(_ColumnReader):
                 return meta
         return {}
 
-    def _decode(self, max_events: int):
+    def _decode_inner(self, max_events: int):
         import h5py
 
         with h5py.File(self.path, "r") as f:

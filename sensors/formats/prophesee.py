@@ -45,9 +45,16 @@ TRIGGER_BLOCK = 4096
 class RawHeader:
     """The ``%`` header of a Prophesee file: its lines as a dict, and where the binary data starts."""
 
-    def __init__(self, fields: dict[str, str], data_offset: int):
+    def __init__(self, fields: dict[str, str], data_offset: int, path=None):
         self.fields = fields
         self.data_offset = data_offset
+        self.path = path
+
+    def _size(self, key: str, value: str) -> int:
+        text = value.strip()
+        if not text.isdigit() or not 0 < int(text) <= 65535:
+            raise _header_error(self.path, 0, f"header field {key}={value!r}: expected a positive integer")
+        return int(text)
 
     def encoding(self) -> str | None:
         """``"evt2"``, ``"evt21"``, ``"evt3"`` from ``% evt X`` or ``% format EVTX``; None if not named."""
@@ -70,18 +77,16 @@ class RawHeader:
     def geometry(self) -> tuple[int, int] | None:
         opts = self.format_options()
         if "width" in opts and "height" in opts:
-            return int(opts["width"]), int(opts["height"])
+            return self._size("width", opts["width"]), self._size("height", opts["height"])
         geo = self.fields.get("geometry")
         if geo:
             m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", geo)
-            if m:
-                return int(m.group(1)), int(m.group(2))
+            if not m:
+                raise _header_error(self.path, 0, f"header field geometry={geo!r}: expected WIDTHxHEIGHT")
+            return self._size("width", m.group(1)), self._size("height", m.group(2))
         lower = {k.lower(): v for k, v in self.fields.items()}
         if "width" in lower and "height" in lower:
-            try:
-                return int(lower["width"]), int(lower["height"])
-            except ValueError:
-                return None
+            return self._size("Width", lower["width"]), self._size("Height", lower["height"])
         return None
 
     def camera_size(self) -> tuple[tuple[int, int], str] | None:
@@ -116,7 +121,7 @@ def read_raw_header(path, f) -> RawHeader:
             key, _, value = text.partition(" ")
             fields[key] = value.strip()
     f.seek(offset)
-    return RawHeader(fields, offset)
+    return RawHeader(fields, offset, path)
 
 
 def _header_error(path, offset, msg):
