@@ -10,8 +10,7 @@ The pixel model (parameters and defaults follow v2e, Hu et al. CVPR-W 2021; the 
    The exact exponential step is stable at any frame interval; ``cutoff_hz = 0`` turns the filter off.
 3. **Change detection.** Each pixel remembers a level ``base``. When ``lp - base`` reaches its ON threshold θ_on
    (or falls to -θ_off) it emits ``⌊|lp - base| / θ⌋`` events, moves ``base`` by that many thresholds, and gives
-   each event the time at which the filtered signal, moving linearly between the two frames, crossed that
-   level. Thresholds are drawn once per pixel from N(θ, ``mismatch_sigma``), clipped at 0.01.
+   each event the time at which the change, moving linearly between the two frames, crossed that level. Thresholds are drawn once per pixel from N(θ, ``mismatch_sigma``), clipped at 0.01.
 4. **Refractory period.** After an event a pixel emits nothing for ``refractory_us``; crossings in that time still
    move ``base`` (the pixel is held in reset) but give no event.
 5. **Leak events.** ``base`` drifts down by ``leak_rate_hz · θ_on`` per second, so a static pixel emits ON events
@@ -308,7 +307,7 @@ class DvsEmulator:
             bx, by, bt, bp = state._buf
             m, start = K.frame_crossings(
                 state._cand_idx, state._cand_lp0, n_cand, start, state.lp, state.base, state.th_on, state.th_off,
-                state.t_prev_us, dt_us, int(c.refractory_us), state.t_last, state.width, bx[n:], by[n:], bt[n:],
+                c.leak_rate_hz > 0, leak, state.t_prev_us, dt_us, int(c.refractory_us), state.t_last, state.width, bx[n:], by[n:], bt[n:],
                 bp[n:], counts,
             )
             n += m

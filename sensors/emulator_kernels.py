@@ -22,9 +22,9 @@ __all__ = ["frame_update", "frame_crossings", "sort_by_time", "warm_up"]
 
 
 @njit(cache=True, nogil=True)
-def _crossing_time(level, lp0, span, t_prev_us, dt_us):
-    """Time in (t_prev, t_prev + dt] at which a signal moving linearly from lp0 by span reaches level."""
-    frac = (level - lp0) / span if span != 0.0 else 1.0
+def _crossing_time(level, r0, slope, t_prev_us, dt_us):
+    """Time in (t_prev, t_prev + dt] at which a change growing linearly from r0 by slope reaches level."""
+    frac = (level - r0) / slope if slope != 0.0 else 1.0
     if frac < 0.0:
         frac = 0.0
     elif frac > 1.0:
@@ -76,10 +76,14 @@ def frame_update(
 
 @njit(cache=True, nogil=True)
 def frame_crossings(
-    cand_idx, cand_lp0, n_cand, start, lp, base, th_on, th_off, t_prev_us, dt_us, refractory_us, t_last, width,
-    out_x, out_y, out_t, out_p, counts,
+    cand_idx, cand_lp0, n_cand, start, lp, base, th_on, th_off, use_leak, leak, t_prev_us, dt_us, refractory_us,
+    t_last, width, out_x, out_y, out_t, out_p, counts,
 ):
     """Pass 2 over the candidates ``start..n_cand``: their events, ``base`` moved by the crossings made.
+
+    Between the frames the change ``lp - base`` moves linearly: the filtered signal ramps from ``lp0`` to ``lp``
+    while the memorized level leaks down by ``leak``; crossing ``q`` (of ``k``) is timed where the change reaches
+    ``q`` thresholds, so leak events in a still scene are spread in time instead of landing on frame times.
 
     Stops before a candidate whose events do not fit in the output columns, leaving its state untouched, and
     returns ``(n_written, next_candidate)`` so the caller grows its buffers and resumes there. When ``counts`` is
@@ -104,14 +108,16 @@ def frame_crossings(
             th = toff
             sign = -1.0
             k = int(-d / toff)
-        span = lp1 - lp0
+        leak_i = np.float64(leak[i]) if use_leak else 0.0
+        r0 = lp0 - (b + leak_i)  # the change at the previous frame (base before this interval's leak)
+        slope = (lp1 - lp0) + leak_i
         y = i // width
         x = i - y * width
         # Events are written past n but only kept (n advanced, state changed) when all of them fit.
         t_free = t_last[i] + refractory_us
         w = n
         for q in range(1, k + 1):
-            t = _crossing_time(b + sign * q * th, lp0, span, t_prev_us, dt_us)
+            t = _crossing_time(sign * q * th, r0, slope, t_prev_us, dt_us)
             if t >= t_free:
                 if w == capacity:
                     return n, j
@@ -168,7 +174,7 @@ def warm_up() -> None:
         frame_update(np.zeros(npx, np.uint8), lut, lut, f32, f32, use_lut, True, f32.copy(), f32.copy(), th, th,
                      True, f32, cand_idx, cand_lp0)
     counts = np.zeros(12, np.int32)
-    frame_crossings(cand_idx, cand_lp0, 0, 0, f32.copy(), f32.copy(), th, th, 0, 10, 0, t_last.copy(), 2,
+    frame_crossings(cand_idx, cand_lp0, 0, 0, f32.copy(), f32.copy(), th, th, True, f32, 0, 10, 0, t_last.copy(), 2,
                     ox, oy, ot, op, counts)
     out = np.zeros(2, dtype=DVS_EVENT)  # field views are strided: compile that layout, the one used for real
     sort_by_time(ox[:1], oy[:1], ot[:1] + 1, op[:1], 1, 1, counts[:2], 0, out["x"], out["y"], out["t"], out["p"])

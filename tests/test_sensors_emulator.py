@@ -26,8 +26,8 @@ def ref_lin_log(i: float, dn: float = 20.0) -> float:
     return i * math.log(dn) / dn if i <= dn else math.log(i)
 
 
-def ref_crossing_time(level, lp0, span, t_prev, dt):
-    frac = (level - lp0) / span if span != 0.0 else 1.0
+def ref_crossing_time(level, r0, slope, t_prev, dt):
+    frac = (level - r0) / slope if slope != 0.0 else 1.0
     frac = min(max(frac, 0.0), 1.0)
     return max(t_prev + int(math.floor(frac * dt + 0.5)), t_prev + 1)
 
@@ -50,8 +50,11 @@ def ref_frame(log_new, eps, use_lowpass, lp, base, th_on, th_off, leak, t_prev, 
             continue
         k = int(abs(d) / th)
         t_free = int(t_last[i]) + refractory
+        # the change lp - base moves linearly over the interval: lp ramps up, base leaks down
+        r0 = float(lp0) - (float(b) + float(leak[i]))
+        slope = float(lp1) - float(lp0) + float(leak[i])
         for q in range(1, k + 1):
-            t = ref_crossing_time(float(b) + sign * q * th, float(lp0), float(lp1) - float(lp0), t_prev, dt)
+            t = ref_crossing_time(sign * q * th, r0, slope, t_prev, dt)
             if t >= t_free:
                 events.append((i % width, i // width, t, sign > 0))
                 t_last[i] = t
@@ -131,8 +134,8 @@ def test_frame_kernels_match_reference_twin(use_lowpass, refractory):
     counts = np.zeros(5_001, np.int32)  # histogram of t - t_prev, built only from events kept
     while start < m:
         bx, by, bt, bp = np.empty(cap, np.int16), np.empty(cap, np.int16), np.empty(cap, np.int64), np.empty(cap, bool)
-        n, start = K.frame_crossings(cand_idx, cand_lp0, m, start, klp, kbase, th_on, th_off, 10_000, 5_000,
-                                     refractory, ktl, w, bx, by, bt, bp, counts)
+        n, start = K.frame_crossings(cand_idx, cand_lp0, m, start, klp, kbase, th_on, th_off, True, leak, 10_000,
+                                     5_000, refractory, ktl, w, bx, by, bt, bp, counts)
         got.extend((int(bx[j]), int(by[j]), int(bt[j]), bool(bp[j])) for j in range(n))
         cap += 7
     rlp, rbase, rtl = lp.copy(), base.copy(), t_last.copy()
@@ -159,7 +162,8 @@ def test_float_kernel_path_matches_twin():
     m = K.frame_update(np.empty(0, np.uint8), log_new, log_new, log_new, eps, False, True, klp, kbase, th, th, False,
                        leak, ci, cl)
     out = [np.empty(10_000, np.int16), np.empty(10_000, np.int16), np.empty(10_000, np.int64), np.empty(10_000, bool)]
-    n, nxt = K.frame_crossings(ci, cl, m, 0, klp, kbase, th, th, 0, 1000, 0, ktl, 20, *out, np.zeros(0, np.int32))
+    n, nxt = K.frame_crossings(ci, cl, m, 0, klp, kbase, th, th, False, leak, 0, 1000, 0, ktl, 20, *out,
+                               np.zeros(0, np.int32))
     assert nxt == m
     got = [(int(out[0][j]), int(out[1][j]), int(out[2][j]), bool(out[3][j])) for j in range(n)]
     want = ref_frame(log_new, eps, True, lp, base, th, th, leak, 0, 1000, 0, t_last, 20)
@@ -375,10 +379,21 @@ def test_static_scene_shot_noise_has_the_configured_poisson_rate():
 def test_static_scene_leak_events_have_the_configured_rate():
     rate = 2.0
     cfg = DvsConfig(leak_rate_hz=rate, shot_noise_rate_hz=0.0, refractory_us=0, seed=22)
-    ev, npx, seconds, _ = _count_static(cfg, 100, 10_000)
+    ev, npx, seconds, st = _count_static(cfg, 100, 10_000)
     mu = npx * rate * seconds
     assert abs(ev.shape[0] - mu) < 5 * math.sqrt(mu)  # no worse than Poisson (uniform phases make it tighter)
     assert np.all(ev["p"])  # leak moves the level down: ON events only
+    # timed where the drift reaches the threshold, not on frame times; a pixel repeats every θ_on / leak rate
+    assert np.mean(ev["t"] % 10_000 == 0) < 0.01
+    pix = ev["y"].astype(int) * 64 + ev["x"]
+    periods = []
+    for i in np.unique(pix):
+        t = ev["t"][pix == i]
+        if t.shape[0] >= 2:
+            want = float(st.th_on[i]) / float(st.leak_per_s[i]) * 1e6
+            assert np.allclose(np.diff(t), want, rtol=1e-3, atol=2), (i, np.diff(t), want)
+            periods.append(want)
+    assert len(periods) > 100
 
 
 def test_same_seed_same_events_and_other_seed_differs():
