@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apps.vad.segmenter import FRAME_US, SpeechSegmenter, read_scores
+from graphs.vad_segmenter import FRAME_US, SpeechSegmenter, read_scores
 from runtime.events import SPIKE_EVENT
 from runtime.spec import spike_spec
 from runtime.testing import check_packet_invariance, cut_at, run_stage
