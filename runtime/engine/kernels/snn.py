@@ -1,0 +1,580 @@
+"""numba kernels of the event-driven network: one call runs a whole chain of layers over one packet.
+
+Everything is passed as flat arrays (see ``runtime/engine/network.py`` for how they are built):
+
+* ``desc[l, D_*]`` int64 layer descriptors; ``fpar[l, F_*]`` float parameters;
+* ``W`` all weights in scatter order: conv ``[c, ky, kx, o]``, linear ``[i, o]``, recurrent ``[from, to]``;
+* ``u`` neuron states of all layers, each layer channel-last ``(H, W, C)`` so one kernel tap touches C
+  contiguous neurons. In ``DECAY_FRAME`` mode ``u = v · exp((t - tref) / tau)`` (time-invariant frame, one exp
+  per distinct input timestamp, renormalised when the frame grows past ``exp(RENORM)``); in ``DECAY_EXP`` /
+  ``DECAY_LUT`` mode ``u = v`` at the neuron's own last update time ``tl`` (one exp / one table read per neuron
+  touched); IAF has no decay;
+* ``ru`` refractory-until times; ``scratch`` rows hold the spiking neurons of a group;
+* ``counters[l, C_*]`` cumulative operation counts.
+
+Events with equal timestamps form a group: the kernel sorts the group's addresses (so results do not depend on
+the order of simultaneous events), integrates all of them, then tests every target (a neuron reached twice is
+tested twice, harmlessly: after firing it is below threshold).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# layer descriptor columns
+D_TYPE, D_IN_C, D_IN_H, D_IN_W, D_OUT_C, D_OUT_H, D_OUT_W = 0, 1, 2, 3, 4, 5, 6
+D_KH, D_KW, D_SH, D_SW, D_PH, D_PW = 7, 8, 9, 10, 11, 12
+D_W_OFF, D_U_OFF, D_N, D_REC, D_REC_OFF, D_REC_DELAY, D_DELAY = 13, 14, 15, 16, 17, 18, 19
+D_RESET, D_REFR, D_DECAY, D_CG, D_CG_OFF, D_LUT_OFF, D_LUT_LEN = 20, 21, 22, 23, 24, 25, 26
+D_COLS = 27
+# float parameter columns
+F_THETA, F_TAU, F_CG_TAU = 0, 1, 2
+F_COLS = 3
+# per-layer float state columns
+S_TREF, S_CG_TREF, S_CG_SUM = 0, 1, 2
+S_COLS = 3
+# layer types
+T_CONV, T_LINEAR, T_POOL, T_POOL_ADDR = 0, 1, 2, 3
+# decay modes
+DECAY_NONE, DECAY_FRAME, DECAY_EXP, DECAY_LUT = 0, 1, 2, 3
+# counter columns
+C_OPS, C_UPDATES, C_SPIKES, C_GATED, C_SAVED, C_GATE_OPS = 0, 1, 2, 3, 4, 5
+C_COLS = 6
+
+RENORM = 30.0  # renormalise a frame when (t - tref) / tau exceeds this (exp(30) ≈ 1e13: far from overflow)
+NO_TIME = np.iinfo(np.int64).max
+ERR_NONE = -1
+
+
+@njit(cache=True)
+def _grow_i8(a, need):
+    n = max(need, 2 * a.shape[0] + 64)
+    b = np.empty(n, dtype=np.int64)
+    b[: a.shape[0]] = a
+    return b
+
+
+@njit(cache=True)
+def _grow_i4(a, need):
+    n = max(need, 2 * a.shape[0] + 64)
+    b = np.empty(n, dtype=np.int32)
+    b[: a.shape[0]] = a
+    return b
+
+
+@njit(cache=True, inline="always")
+def _segments(desc, l, a, seg_base, seg_woff, seg_cnt):
+    """Targets of input address ``a`` in layer ``l`` as runs: neurons seg_base[s] + k, weights W[seg_woff[s] + k],
+    k < seg_cnt[s] (neuron indices are local to the layer, channel-last)."""
+    typ = desc[l, D_TYPE]
+    if typ == T_LINEAR:
+        n_out = desc[l, D_OUT_C]
+        seg_base[0] = 0
+        seg_woff[0] = desc[l, D_W_OFF] + a * n_out
+        seg_cnt[0] = n_out
+        return 1
+    in_w = desc[l, D_IN_W]
+    in_hw = desc[l, D_IN_H] * in_w
+    c = a // in_hw
+    pos = a - c * in_hw
+    y = pos // in_w
+    x = pos - y * in_w
+    kh = desc[l, D_KH]
+    kw = desc[l, D_KW]
+    sh = desc[l, D_SH]
+    sw = desc[l, D_SW]
+    oh = desc[l, D_OUT_H]
+    ow = desc[l, D_OUT_W]
+    oc = desc[l, D_OUT_C]
+    w_off = desc[l, D_W_OFF]
+    # output row oy takes input row y through tap ky = y + ph - oy·sh: walk the taps that land on a row
+    ny = y + desc[l, D_PH]
+    nx = x + desc[l, D_PW]
+    ky0 = ny % sh
+    kx0 = nx % sw
+    oy = ny // sh
+    ns = 0
+    for ky in range(ky0, kh, sh):
+        if oy < 0:
+            break
+        if oy < oh:
+            ox = nx // sw
+            for kx in range(kx0, kw, sw):
+                if ox < 0:
+                    break
+                if ox < ow:
+                    if typ == T_CONV:
+                        seg_base[ns] = (oy * ow + ox) * oc
+                        seg_woff[ns] = w_off + ((c * kh + ky) * kw + kx) * oc
+                        seg_cnt[ns] = oc
+                    else:  # pooling: one neuron, weight 1 (W[D_W_OFF] holds 1.0)
+                        seg_base[ns] = (oy * ow + ox) * oc + c
+                        seg_woff[ns] = w_off
+                        seg_cnt[ns] = 1
+                    ns += 1
+                ox -= 1
+        oy -= 1
+    return ns
+
+
+@njit(cache=True)
+def fanout_count(desc, l, a, seg_base, seg_woff, seg_cnt):
+    """Synaptic ops one event at address ``a`` would cost in layer ``l`` (refractory ignored). Through an
+    addressing-only pool, the ops of the pooled events in the layer after it."""
+    if l >= desc.shape[0]:
+        return 0
+    ns = _segments(desc, l, a, seg_base, seg_woff, seg_cnt)
+    if desc[l, D_TYPE] != T_POOL_ADDR:
+        total = 0
+        for s in range(ns):
+            total += seg_cnt[s]
+        return total
+    if l + 1 >= desc.shape[0]:
+        return 0
+    oc = desc[l, D_OUT_C]
+    ohw = desc[l, D_OUT_H] * desc[l, D_OUT_W]
+    addrs = np.empty(ns, dtype=np.int64)
+    for s in range(ns):
+        m = seg_base[s]
+        addrs[s] = (m % oc) * ohw + m // oc
+    total = 0
+    for s in range(ns):
+        ns2 = _segments(desc, l + 1, addrs[s], seg_base, seg_woff, seg_cnt)
+        for s2 in range(ns2):
+            total += seg_cnt[s2]
+    return total
+
+
+@njit(cache=True, inline="always")
+def _sort_small(buf, lo, hi):
+    # insertion sort in place of buf[lo:hi]: groups of simultaneous events are usually tiny
+    for i in range(lo + 1, hi):
+        v = buf[i]
+        j = i - 1
+        while j >= lo and buf[j] > v:
+            buf[j + 1] = buf[j]
+            j -= 1
+        buf[j + 1] = v
+
+
+@njit(cache=True, inline="always")
+def _decay_to(u, tl, n, t, tau, mode, lut, lut_off, lut_len):
+    dt = t - tl[n]
+    if dt > 0:
+        if mode == DECAY_LUT and dt < lut_len:
+            u[n] *= lut[lut_off + dt]
+        else:
+            u[n] *= math.exp(-dt / tau)
+    tl[n] = t
+
+
+@njit(cache=True, inline="always")
+def _fire(u, n, thr, reset):
+    """Spikes a neuron whose potential reached ``thr``; returns how many (multi-spike for subtract)."""
+    if reset == 0:
+        k = int(u[n] / thr)
+        if k < 1:
+            k = 1
+        u[n] -= k * thr
+        if u[n] >= thr:  # rounding in the division
+            u[n] -= thr
+            k += 1
+        return k
+    u[n] = 0.0
+    return 1
+
+
+@njit(cache=True, inline="always")
+def _accumulate_one(u, W, tl, ru, seg_base, seg_woff, seg_cnt, ns, uoff, g, thr, t, refr, mode, tau, lut, lut_off,
+                    lut_len, spk_n, n_spk):
+    """One event alone at its timestamp: its targets are distinct, so accumulate and test in one pass.
+    Appends the neurons that reached threshold to spk_n; returns (n_spk, ops)."""
+    ops = 0
+    if refr == 0 and (mode == DECAY_NONE or mode == DECAY_FRAME):
+        for s in range(ns):
+            base = uoff + seg_base[s]
+            woff = seg_woff[s]
+            cnt = seg_cnt[s]
+            top = -np.inf
+            for k in range(cnt):  # branch-free so that it vectorises; spikes are rare, look for them after
+                xv = u[base + k] + W[woff + k] * g
+                u[base + k] = xv
+                top = max(top, xv)
+            if top >= thr:
+                for k in range(cnt):
+                    if u[base + k] >= thr:
+                        spk_n[n_spk] = base + k
+                        n_spk += 1
+            ops += cnt
+    else:
+        for s in range(ns):
+            base = uoff + seg_base[s]
+            woff = seg_woff[s]
+            for k in range(seg_cnt[s]):
+                n = base + k
+                if refr > 0 and ru[n] > t:
+                    continue
+                if mode == DECAY_EXP or mode == DECAY_LUT:
+                    _decay_to(u, tl, n, t, tau, mode, lut, lut_off, lut_len)
+                xv = u[n] + W[woff + k] * g
+                u[n] = xv
+                ops += 1
+                if xv >= thr:
+                    spk_n[n_spk] = n
+                    n_spk += 1
+    return n_spk, ops
+
+
+@njit(cache=True)
+def _layer(
+    l, in_t, in_a, n_in, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut,
+    cg_w, cg_b, cg_r, counters, q_t, q_a, seg_base, seg_woff, seg_cnt,
+):
+    """Run layer ``l`` over its sorted input (and its pending recurrent spikes before ``wm``).
+
+    Sorts each group's addresses in place in ``in_a`` (the caller's own buffer). Returns
+    (out_t, out_a, n_out, pending_t, pending_a). No array variable is reassigned inside the group loop (numba
+    would then count references on every iteration): buffers grow in the outer loop."""
+    typ = desc[l, D_TYPE]
+    delay = desc[l, D_DELAY]
+    cap = max(64, 2 * n_in)
+    out_t = np.empty(cap, dtype=np.int64)
+    out_a = np.empty(cap, dtype=np.int32)
+    n_out = 0
+    oc = desc[l, D_OUT_C]
+    ohw = desc[l, D_OUT_H] * desc[l, D_OUT_W]
+
+    if typ == T_POOL_ADDR:  # addressing only: every input spike becomes spikes at its pooled addresses
+        kk = desc[l, D_KH] * desc[l, D_KW]
+        if n_in * kk > cap:
+            out_t = np.empty(n_in * kk, dtype=np.int64)
+            out_a = np.empty(n_in * kk, dtype=np.int32)
+        for i in range(n_in):
+            ns = _segments(desc, l, in_a[i], seg_base, seg_woff, seg_cnt)
+            for s in range(ns):
+                m = seg_base[s]
+                out_t[n_out] = in_t[i] + delay
+                out_a[n_out] = (m % oc) * ohw + m // oc
+                n_out += 1
+        counters[l, C_SPIKES] += n_out
+        return out_t, out_a, n_out, q_t, q_a
+
+    uoff = desc[l, D_U_OFF]
+    reset = desc[l, D_RESET]
+    refr = desc[l, D_REFR]
+    mode = desc[l, D_DECAY]
+    theta = fpar[l, F_THETA]
+    tau = fpar[l, F_TAU]
+    lut_off = desc[l, D_LUT_OFF]
+    lut_len = desc[l, D_LUT_LEN]
+    rec = desc[l, D_REC]
+    rec_delay = desc[l, D_REC_DELAY]
+    rec_off = desc[l, D_REC_OFF]
+    n_neur = desc[l, D_N]
+    cg = desc[l, D_CG]
+    touched = scratch[0]
+    spk_n = scratch[1]
+    spk_k = scratch[2]
+    qn = q_t.shape[0]
+    pq_t = np.empty(qn + (cap if rec == 1 else 0), dtype=np.int64)
+    pq_a = np.empty(qn + (cap if rec == 1 else 0), dtype=np.int32)
+    pq_t[:qn] = q_t
+    pq_a[:qn] = q_a
+    qh = 0
+    ops = 0
+    updates = 0
+    i = 0
+    n_spk = 0
+    total = 0
+    t = 0
+    pending = False
+    while True:
+        if pending:  # a group's spikes did not fit: the buffers were grown below, write them now
+            pending = False
+            n_out, qn = _write_spikes(spk_n, spk_k, n_spk, uoff, oc, ohw, t, delay, rec, rec_delay, out_t, out_a,
+                                      n_out, pq_t, pq_a, qn)
+            counters[l, C_SPIKES] += total
+            if cg == 1:
+                n_out = _channel_gate(l, t, n_out - total, n_out, out_a, desc, fpar, lstate, cg_w, cg_b, cg_r,
+                                      counters, seg_base, seg_woff, seg_cnt)
+        done = True
+        while True:
+            ta = in_t[i] if i < n_in else NO_TIME
+            tb = pq_t[qh] if (qh < qn and pq_t[qh] < wm) else NO_TIME
+            t = ta if ta < tb else tb
+            if t == NO_TIME:
+                break
+            ja = i
+            while ja < n_in and in_t[ja] == t:
+                ja += 1
+            jb = qh
+            while jb < qn and pq_t[jb] == t:
+                jb += 1
+            g = 1.0
+            if mode == DECAY_FRAME:
+                x = (t - lstate[l, S_TREF]) / tau
+                if x > RENORM:
+                    f = math.exp(-x)
+                    for n in range(uoff, uoff + n_neur):
+                        u[n] *= f
+                    lstate[l, S_TREF] = t
+                    x = 0.0
+                g = math.exp(x)
+            thr = theta * g
+            n_spk = 0
+            fired = False
+            if (ja - i) + (jb - qh) == 1:
+                if ja > i:
+                    ns = _segments(desc, l, in_a[i], seg_base, seg_woff, seg_cnt)
+                else:
+                    seg_base[0] = 0
+                    seg_woff[0] = rec_off + pq_a[qh] * n_neur
+                    seg_cnt[0] = n_neur
+                    ns = 1
+                n_spk, ops_here = _accumulate_one(u, W, tl, ru, seg_base, seg_woff, seg_cnt, ns, uoff, g, thr, t,
+                                                  refr, mode, tau, lut, lut_off, lut_len, spk_n, n_spk)
+                ops += ops_here
+                updates += ops_here
+            else:
+                # several simultaneous events: integrate all of them (in address order), then test every target;
+                # a neuron reached twice is tested twice, but after firing it is below threshold
+                if ja - i > 32:
+                    in_a[i:ja].sort()
+                elif ja - i > 1:
+                    _sort_small(in_a, i, ja)
+                if jb - qh > 32:
+                    pq_a[qh:jb].sort()
+                elif jb - qh > 1:
+                    _sort_small(pq_a, qh, jb)
+                ops_before = ops
+                for phase in range(2):
+                    for e in range(i, ja + (jb - qh)):
+                        if e < ja:
+                            ns = _segments(desc, l, in_a[e], seg_base, seg_woff, seg_cnt)
+                        else:
+                            seg_base[0] = 0
+                            seg_woff[0] = rec_off + pq_a[qh + e - ja] * n_neur
+                            seg_cnt[0] = n_neur
+                            ns = 1
+                        for s in range(ns):
+                            base = uoff + seg_base[s]
+                            woff = seg_woff[s]
+                            for k in range(seg_cnt[s]):
+                                n = base + k
+                                if refr > 0 and ru[n] > t:
+                                    continue
+                                if phase == 0:
+                                    if mode == DECAY_EXP or mode == DECAY_LUT:
+                                        _decay_to(u, tl, n, t, tau, mode, lut, lut_off, lut_len)
+                                    u[n] += W[woff + k] * g
+                                    ops += 1
+                                elif u[n] >= thr:
+                                    spk_n[n_spk] = n
+                                    spk_k[n_spk] = _fire(u, n, thr, reset)
+                                    n_spk += 1
+                                    if refr > 0:
+                                        ru[n] = t + refr
+                updates += ops - ops_before
+                fired = True
+            total = 0
+            for e in range(n_spk):
+                if not fired:
+                    n = spk_n[e]
+                    spk_k[e] = _fire(u, n, thr, reset)
+                    if refr > 0:
+                        ru[n] = t + refr
+                total += spk_k[e]
+            i = ja
+            qh = jb
+            if n_out + total > out_t.shape[0] or (rec == 1 and qn + total > pq_t.shape[0]):
+                pending = True
+                done = False
+                break
+            if total:
+                n_out, qn = _write_spikes(spk_n, spk_k, n_spk, uoff, oc, ohw, t, delay, rec, rec_delay, out_t, out_a,
+                                          n_out, pq_t, pq_a, qn)
+                counters[l, C_SPIKES] += total
+                if cg == 1:
+                    n_out = _channel_gate(l, t, n_out - total, n_out, out_a, desc, fpar, lstate, cg_w, cg_b, cg_r,
+                                          counters, seg_base, seg_woff, seg_cnt)
+        if done:
+            break
+        out_t = _grow_i8(out_t, n_out + total)
+        out_a = _grow_i4(out_a, n_out + total)
+        if rec == 1:
+            pq_t = _grow_i8(pq_t, qn + total)
+            pq_a = _grow_i4(pq_a, qn + total)
+    counters[l, C_OPS] += ops
+    counters[l, C_UPDATES] += updates
+    return out_t, out_a, n_out, pq_t[qh:qn].copy(), pq_a[qh:qn].copy()
+
+
+@njit(cache=True, inline="always")
+def _write_spikes(spk_n, spk_k, n_spk, uoff, oc, ohw, t, delay, rec, rec_delay, out_t, out_a, n_out, pq_t, pq_a,
+                  qn):
+    for e in range(n_spk):
+        m = spk_n[e] - uoff
+        addr = (m % oc) * ohw + m // oc
+        for _ in range(spk_k[e]):
+            out_t[n_out] = t + delay
+            out_a[n_out] = addr
+            n_out += 1
+            if rec == 1:
+                pq_t[qn] = t + rec_delay
+                pq_a[qn] = m
+                qn += 1
+    return n_out, qn
+
+
+@njit(cache=True)
+def _channel_gate(l, t, start, stop, out_a, desc, fpar, lstate, cg_w, cg_b, cg_r, counters, seg_base, seg_woff,
+                  seg_cnt):
+    """Update channel traces with the spikes out_a[start:stop] (all at time t), then keep only the spikes of
+    channels that score ≥ 0. Returns the new end of the kept spikes."""
+    oc = desc[l, D_OUT_C]
+    ohw = desc[l, D_OUT_H] * desc[l, D_OUT_W]
+    off = desc[l, D_CG_OFF]
+    tau = fpar[l, F_CG_TAU]
+    x = (t - lstate[l, S_CG_TREF]) / tau
+    if x > RENORM:
+        f = math.exp(-x)
+        for c in range(oc):
+            cg_r[off + c] *= f
+        lstate[l, S_CG_SUM] *= f
+        lstate[l, S_CG_TREF] = t
+        x = 0.0
+    g = math.exp(x)
+    for e in range(start, stop):
+        c = out_a[e] // ohw
+        cg_r[off + c] += g
+        lstate[l, S_CG_SUM] += g
+    mean = lstate[l, S_CG_SUM] / oc
+    kept = start
+    gate_ops = stop - start
+    for e in range(start, stop):
+        a = out_a[e]
+        c = a // ohw
+        score = cg_w[off + c] * (cg_r[off + c] / mean) + cg_b[off + c]
+        gate_ops += 1
+        if score >= 0.0:
+            out_a[kept] = a
+            kept += 1
+        else:
+            counters[l, C_GATED] += 1
+            counters[l, C_SAVED] += fanout_count(desc, l + 1, a, seg_base, seg_woff, seg_cnt)
+    counters[l, C_GATE_OPS] += gate_ops
+    return kept
+
+
+@njit(cache=True)
+def run_chain(
+    in_t, in_a, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r, counters,
+    q_t, q_a, q_start,
+):
+    """Run every layer over one packet's events (sorted ``in_t``, addresses ``in_a``), watermark ``wm``.
+
+    Returns (out_t, out_a, new_q_t, new_q_a, new_q_start): the last layer's spikes, and the recurrent spikes
+    still pending (at or after each layer's watermark)."""
+    n_layers = desc.shape[0]
+    max_seg = 1
+    for l in range(n_layers):
+        max_seg = max(max_seg, desc[l, D_KH] * desc[l, D_KW])
+    seg_base = np.empty(max_seg, dtype=np.int64)
+    seg_woff = np.empty(max_seg, dtype=np.int64)
+    seg_cnt = np.empty(max_seg, dtype=np.int64)
+    cur_t = in_t
+    cur_a = in_a
+    n_cur = in_t.shape[0]
+    cur_wm = wm
+    nq_total = 0
+    new_t = np.empty(q_t.shape[0] + 16, dtype=np.int64)
+    new_a = np.empty(q_t.shape[0] + 16, dtype=np.int32)
+    new_start = np.zeros(n_layers + 1, dtype=np.int64)
+    for l in range(n_layers):
+        lq_t = q_t[q_start[l]: q_start[l + 1]]
+        lq_a = q_a[q_start[l]: q_start[l + 1]]
+        o_t, o_a, n_o, p_t, p_a = _layer(
+            l, cur_t, cur_a, n_cur, cur_wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut,
+            cg_w, cg_b, cg_r, counters, lq_t, lq_a, seg_base, seg_woff, seg_cnt,
+        )
+        new_start[l] = nq_total
+        if desc[l, D_REC] == 1:
+            k = p_t.shape[0]
+            if nq_total + k > new_t.shape[0]:
+                new_t = _grow_i8(new_t, nq_total + k)
+                new_a = _grow_i4(new_a, nq_total + k)
+            new_t[nq_total: nq_total + k] = p_t
+            new_a[nq_total: nq_total + k] = p_a
+            nq_total += k
+        cur_t = o_t
+        cur_a = o_a
+        n_cur = n_o
+        cur_wm = cur_wm + desc[l, D_DELAY]
+    new_start[n_layers] = nq_total
+    return cur_t[:n_cur].copy(), cur_a[:n_cur].copy(), new_t[:nq_total].copy(), new_a[:nq_total].copy(), new_start
+
+
+@njit(cache=True)
+def encode_dvs(x, y, p, t, width, height):
+    """Flat input addresses ``p·H·W + y·W + x`` and contiguous times; returns (t, addr, index of the first
+    event outside the sensor or -1)."""
+    n = x.shape[0]
+    addr = np.empty(n, dtype=np.int32)
+    tt = np.empty(n, dtype=np.int64)
+    hw = width * height
+    for i in range(n):
+        xi = x[i]
+        yi = y[i]
+        if xi < 0 or xi >= width or yi < 0 or yi >= height:
+            return tt, addr, i
+        addr[i] = (hw if p[i] else 0) + yi * width + xi
+        tt[i] = t[i]
+    return tt, addr, -1
+
+
+@njit(cache=True)
+def encode_audio(x, p, t, channels):
+    """Flat input addresses ``p·channels + x`` for cochlea events; (t, addr, first bad index or -1)."""
+    n = x.shape[0]
+    addr = np.empty(n, dtype=np.int32)
+    tt = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        xi = x[i]
+        if xi < 0 or xi >= channels:
+            return tt, addr, i
+        addr[i] = (channels if p[i] else 0) + xi
+        tt[i] = t[i]
+    return tt, addr, -1
+
+
+@njit(cache=True)
+def encode_flat(a, t, size):
+    """Contiguous copies of spike addresses and times; returns (t, addr, index of the first bad address or -1)."""
+    n = a.shape[0]
+    addr = np.empty(n, dtype=np.int32)
+    tt = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        ai = a[i]
+        if ai < 0 or ai >= size:
+            return tt, addr, i
+        addr[i] = ai
+        tt[i] = t[i]
+    return tt, addr, -1
+
+
+@njit(cache=True)
+def fanout_sum(desc, l, addrs):
+    """Σ of ``fanout_count`` over addresses (the ops that dropped input events would have cost)."""
+    max_seg = 1
+    for k in range(desc.shape[0]):
+        max_seg = max(max_seg, desc[k, D_KH] * desc[k, D_KW])
+    seg_base = np.empty(max_seg, dtype=np.int64)
+    seg_woff = np.empty(max_seg, dtype=np.int64)
+    seg_cnt = np.empty(max_seg, dtype=np.int64)
+    total = 0
+    for i in range(addrs.shape[0]):
+        total += fanout_count(desc, l, addrs[i], seg_base, seg_woff, seg_cnt)
+    return total

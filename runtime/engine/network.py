@@ -1,0 +1,407 @@
+"""``Network``: a chain of event-driven layers run as ONE stage (one kernel call per packet).
+
+Input: DVS events (channel = polarity, address ``p·H·W + y·W + x`` over the input shape ``(2, H, W)``), cochlea
+events (``p·channels + x`` over ``(2, channels)``) or spikes (``addr`` = flat C-order index over the input shape).
+Output: the last layer's spikes, ``spike_spec(shape of the last layer)``; each spike carries the time of the input
+event that caused it plus the layers' ``delay_us`` (the output watermark is the input watermark plus the same).
+A per-layer stage is simply ``Network([layer], input_shape=...)``; ``Network.split()`` gives one per layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..events import SPIKE_EVENT
+from ..packet import Packet
+from ..spec import StreamSpec, spike_spec
+from .gates import GateState, SpatialGate, TemporalGate
+from .kernels import snn as sk
+from .layers import (
+    ChannelGate, Conv2d, Flatten, Linear, SumPool2d, dense_macs_per_bin_of, layer_shapes,
+)
+
+__all__ = ["Network", "NetworkState", "DECAY_MODES"]
+
+DECAY_MODES = {"frame": sk.DECAY_FRAME, "exp": sk.DECAY_EXP, "lut": sk.DECAY_LUT}
+LUT_MAX = 1 << 16
+
+
+@dataclass
+class NetworkState:
+    """Mutable state made by ``Network.init``: flat arrays shared with the kernel, and counters."""
+
+    u: np.ndarray
+    tl: np.ndarray
+    ru: np.ndarray
+    scratch: np.ndarray
+    lstate: np.ndarray
+    cg_r: np.ndarray
+    counters: np.ndarray
+    q_t: np.ndarray
+    q_a: np.ndarray
+    q_start: np.ndarray
+    gates: list
+    in_kind: str
+    in_grid: tuple
+    wm_in: int | None = None
+    wm_out: int | None = None
+    events_in: int = 0
+    events_out: int = 0
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    desc: np.ndarray
+    fpar: np.ndarray
+    W: np.ndarray
+    lut: np.ndarray
+    cg_w: np.ndarray
+    cg_b: np.ndarray
+    n_total: int
+    max_n: int
+    n_cg: int
+    names: tuple
+    any_refr: bool
+    any_tl: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """An event-driven spiking network; a stage. ``decay``: ``"frame"`` (time-invariant frame, one exp per
+    distinct input timestamp; default), ``"exp"`` (one exp per neuron touched) or ``"lut"`` (decay table)."""
+
+    layers: tuple
+    input_shape: tuple
+    name: str = "snn"
+    decay: str = "frame"
+    input_gates: tuple = ()
+    labels: tuple = ()
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        object.__setattr__(self, "input_gates", tuple(self.input_gates))
+        object.__setattr__(self, "labels", tuple(self.labels))
+        if not self.layers:
+            raise ValueError(f"network '{self.name}': needs at least one layer")
+        for layer in self.layers:
+            if not isinstance(layer, (Conv2d, Linear, SumPool2d, Flatten)):
+                raise ValueError(f"network '{self.name}': unknown layer {layer!r}")
+        if self.decay not in DECAY_MODES:
+            raise ValueError(f"network '{self.name}': decay must be one of {sorted(DECAY_MODES)}, got {self.decay!r}")
+        for g in self.input_gates:
+            if not isinstance(g, (TemporalGate, SpatialGate)):
+                raise ValueError(f"network '{self.name}': input_gates take TemporalGate/SpatialGate, got {g!r}")
+        try:
+            shapes = layer_shapes(self.layers, self.input_shape)
+        except ValueError as exc:
+            raise ValueError(f"network '{self.name}': {exc}") from None
+        if self.labels and len(self.labels) != int(np.prod(shapes[-1])):
+            raise ValueError(f"network '{self.name}': {len(self.labels)} labels for {int(np.prod(shapes[-1]))} "
+                             "outputs")
+        object.__setattr__(self, "shapes", tuple(shapes))
+        object.__setattr__(self, "_c", self._compile())
+
+    # ---------------------------------------------------------------- structure
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self.shapes[-1]
+
+    @property
+    def delay_us(self) -> int:
+        return int(sum(layer.delay_us for layer in self.layers))
+
+    def layer(self, name: str):
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"network '{self.name}' has no layer '{name}'; layers: {[x.name for x in self.layers]}")
+
+    def split(self) -> list["Network"]:
+        """One single-layer Network per layer (Flatten folded into the next), for per-layer graph stages."""
+        stages = []
+        shape = self.input_shape
+        gates = self.input_gates
+        for layer, s_out in zip(self.layers, self.shapes[1:]):
+            if isinstance(layer, Flatten):
+                shape = s_out
+                continue
+            stages.append(Network((layer,), shape, f"{self.name}.{layer.name}", self.decay, gates))
+            gates = ()
+            shape = s_out
+        return stages
+
+    def _compile(self) -> _Compiled:
+        rows, frows, wparts, lut_parts, cgw, cgb, names = [], [], [], [], [], [], []
+        w_off = u_off = lut_off = cg_off = 0
+        any_refr = any_tl = False
+        mode_lif = DECAY_MODES[self.decay]
+        max_n = 1
+        for layer, s_in, s_out in zip(self.layers, self.shapes[:-1], self.shapes[1:]):
+            if isinstance(layer, Flatten):
+                continue
+            d = np.zeros(sk.D_COLS, np.int64)
+            f = np.zeros(sk.F_COLS, np.float64)
+            if isinstance(layer, Linear):
+                d[sk.D_TYPE] = sk.T_LINEAR
+                d[[sk.D_IN_C, sk.D_IN_H, sk.D_IN_W]] = (s_in[0], 1, 1)
+                d[[sk.D_OUT_C, sk.D_OUT_H, sk.D_OUT_W]] = (s_out[0], 1, 1)
+                d[[sk.D_KH, sk.D_KW, sk.D_SH, sk.D_SW]] = 1
+                block = [np.ascontiguousarray(layer.weight.T, np.float64).ravel()]
+                d[sk.D_W_OFF] = w_off
+                if layer.recurrent_weight is not None:
+                    d[sk.D_REC] = 1
+                    d[sk.D_REC_OFF] = w_off + block[0].shape[0]
+                    d[sk.D_REC_DELAY] = layer.recurrent_delay_us
+                    block.append(np.ascontiguousarray(layer.recurrent_weight.T, np.float64).ravel())
+                wblock = np.concatenate(block)
+            else:
+                d[[sk.D_IN_C, sk.D_IN_H, sk.D_IN_W]] = s_in
+                d[[sk.D_OUT_C, sk.D_OUT_H, sk.D_OUT_W]] = s_out
+                if isinstance(layer, Conv2d):
+                    d[sk.D_TYPE] = sk.T_CONV
+                    kh, kw = layer.weight.shape[2:]
+                    d[[sk.D_KH, sk.D_KW]] = (kh, kw)
+                    d[[sk.D_SH, sk.D_SW]] = layer.stride
+                    d[[sk.D_PH, sk.D_PW]] = layer.padding
+                    wblock = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0), np.float64).ravel()
+                else:
+                    d[sk.D_TYPE] = sk.T_POOL if layer.neuron is not None else sk.T_POOL_ADDR
+                    d[[sk.D_KH, sk.D_KW]] = layer.kernel_size
+                    d[[sk.D_SH, sk.D_SW]] = layer.stride
+                    wblock = np.ones(1)
+                d[sk.D_W_OFF] = w_off
+            wparts.append(wblock)
+            w_off += wblock.shape[0]
+            n = int(np.prod(s_out))
+            d[sk.D_U_OFF] = u_off
+            d[sk.D_N] = n
+            u_off += n
+            max_n = max(max_n, n)
+            d[sk.D_DELAY] = layer.delay_us
+            neuron = layer.neuron
+            if neuron is not None:
+                f[sk.F_THETA] = neuron.threshold
+                f[sk.F_TAU] = 1.0 if neuron.tau_us is None else neuron.tau_us
+                d[sk.D_RESET] = 0 if neuron.reset == "subtract" else 1
+                d[sk.D_REFR] = neuron.refractory_us
+                any_refr |= neuron.refractory_us > 0
+                if neuron.tau_us is None:
+                    d[sk.D_DECAY] = sk.DECAY_NONE
+                else:
+                    d[sk.D_DECAY] = mode_lif
+                    any_tl |= mode_lif != sk.DECAY_FRAME
+                    if mode_lif == sk.DECAY_LUT:
+                        length = int(min(LUT_MAX, math.ceil(40 * neuron.tau_us)))
+                        lut_parts.append(np.exp(-np.arange(length, dtype=np.float64) / neuron.tau_us))
+                        d[sk.D_LUT_OFF] = lut_off
+                        d[sk.D_LUT_LEN] = length
+                        lut_off += length
+            gate = layer.channel_gate
+            if gate is not None:
+                d[sk.D_CG] = 1
+                d[sk.D_CG_OFF] = cg_off
+                f[sk.F_CG_TAU] = gate.tau_us
+                cgw.append(gate.weight)
+                cgb.append(gate.bias)
+                cg_off += gate.weight.shape[0]
+            rows.append(d)
+            frows.append(f)
+            names.append(layer.name)
+
+        def cat(parts):
+            return np.ascontiguousarray(np.concatenate(parts)) if parts else np.zeros(1)
+
+        return _Compiled(
+            np.ascontiguousarray(np.stack(rows)), np.ascontiguousarray(np.stack(frows)), cat(wparts), cat(lut_parts),
+            cat(cgw), cat(cgb), u_off, max_n, cg_off, tuple(names), any_refr, any_tl,
+        )
+
+    # ---------------------------------------------------------------- stage protocol
+    def _input_kind(self, spec: StreamSpec) -> tuple[str, tuple]:
+        where = f"network '{self.name}'"
+        shape = self.input_shape
+        if spec.kind == "dvs":
+            w, h, p = spec.shape
+            if shape != (2, h, w):
+                raise ValueError(f"{where}: input shape is {shape}, but the DVS stream {spec.describe()} maps to "
+                                 f"(2, {h}, {w}) (polarity, y, x); resize the stream or the network input")
+            return "dvs", (2, h, w)
+        if spec.kind == "audio":
+            ch, p = spec.shape
+            if shape not in ((2, ch), (2 * ch,)):
+                raise ValueError(f"{where}: input shape is {shape}, but the audio stream {spec.describe()} maps to "
+                                 f"(2, {ch}) (polarity, channel)")
+            return "audio", (2, 1, ch)
+        if spec.kind == "spike":
+            if spec.shape != shape and not (len(shape) == 1 and int(np.prod(spec.shape)) == shape[0]):
+                raise ValueError(f"{where}: input shape is {shape}, the spike stream has shape {spec.shape}")
+            return "spike", (int(np.prod(spec.shape)),)
+        raise ValueError(f"{where}: cannot take a '{spec.kind}' stream; expected dvs, audio or spike events")
+
+    def out_spec(self, spec: StreamSpec) -> StreamSpec:
+        self._input_kind(spec)
+        return spike_spec(self.out_shape, labels=self.labels, network=self.name)
+
+    def init(self, spec: StreamSpec) -> NetworkState:
+        kind, grid = self._input_kind(spec)
+        c = self._c
+        n_layers = c.desc.shape[0]
+        lstate = np.zeros((n_layers, sk.S_COLS))
+        state = NetworkState(
+            u=np.zeros(max(1, c.n_total)),
+            tl=np.zeros(c.n_total if c.any_tl else 1, np.int64),
+            ru=np.full(c.n_total if c.any_refr else 1, np.iinfo(np.int64).min, np.int64),
+            scratch=np.zeros((3, c.max_n), np.int64),
+            lstate=lstate,
+            cg_r=np.zeros(max(1, c.n_cg)),
+            counters=np.zeros((n_layers, sk.C_COLS), np.int64),
+            q_t=np.empty(0, np.int64),
+            q_a=np.empty(0, np.int32),
+            q_start=np.zeros(n_layers + 1, np.int64),
+            gates=[],
+            in_kind=kind,
+            in_grid=grid,
+        )
+        gate_grid = (2, grid[1], grid[2]) if kind in ("dvs", "audio") else _grid3(self.input_shape)
+        for g in self.input_gates:
+            gs = g.make_state(gate_grid)
+            gs.pending = np.empty(0, np.int32)
+            state.gates.append(gs)
+        # compile (or load from the cache) now, on empty inputs, never on the first real packet
+        self._encode(state, _empty_like_spec(spec))
+        self._run(state, np.empty(0, np.int64), np.empty(0, np.int32), 0)
+        sk.fanout_sum(c.desc, 0, np.empty(0, np.int32))
+        state.q_start[:] = 0
+        return state
+
+    def _encode(self, state: NetworkState, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        kind = state.in_kind
+        if kind == "dvs":
+            _, h, w = state.in_grid
+            t, a, bad = sk.encode_dvs(events["x"], events["y"], events["p"], events["t"], w, h)
+        elif kind == "audio":
+            t, a, bad = sk.encode_audio(events["x"], events["p"], events["t"], state.in_grid[2])
+        else:
+            t, a, bad = sk.encode_flat(events["addr"], events["t"], state.in_grid[0])
+        if bad >= 0:
+            raise ValueError(f"network '{self.name}': input event {bad} lies outside the input shape "
+                             f"{self.input_shape}: {events[bad]} (crop or rescale the stream first)")
+        return t, a
+
+    def _run(self, state: NetworkState, t: np.ndarray, a: np.ndarray, wm: int) -> tuple[np.ndarray, np.ndarray]:
+        c = self._c
+        out_t, out_a, state.q_t, state.q_a, state.q_start = sk.run_chain(
+            t, a, int(wm), c.desc, c.fpar, c.W, state.u, state.tl, state.ru, state.scratch,
+            state.lstate, c.lut, c.cg_w, c.cg_b, state.cg_r, state.counters, state.q_t, state.q_a, state.q_start,
+        )
+        return out_t, out_a
+
+    def _gate_inputs(self, state: NetworkState, t, a, wm: int, final: bool = False):
+        for g, gs in zip(self.input_gates, state.gates):
+            t, a, wm, dropped = g.apply(gs, t, a, wm, a=None, final=final)
+            if dropped.shape[0]:
+                gs.gated_ops_saved += int(sk.fanout_sum(self._c.desc, 0, np.ascontiguousarray(dropped)))
+        return t, a, wm
+
+    def step(self, state: NetworkState, packet: Packet) -> tuple[NetworkState, list[Packet]]:
+        wm = int(packet.t_end_us)
+        state.wm_in = wm
+        n = packet.events.shape[0]
+        state.events_in += n
+        if n == 0 and state.q_t.shape[0] == 0 and not self.input_gates:
+            return state, [self._emit(state, None, None, wm)]
+        t, a = self._encode(state, packet.events)
+        if self.input_gates:
+            t, a, wm = self._gate_inputs(state, t, a, wm)
+        out_t, out_a = self._run(state, t, a, wm)
+        return state, [self._emit(state, out_t, out_a, wm)]
+
+    def finish(self, state: NetworkState) -> list[Packet]:
+        if not any(g.kind == "temporal" and gs.pending_t.shape[0] for g, gs in zip(self.input_gates, state.gates)):
+            return []
+        wm = int(state.wm_in)
+        t, a, _ = self._gate_inputs(state, np.empty(0, np.int64), np.empty(0, np.int32), wm, final=True)
+        out_t, out_a = self._run(state, t, a, wm)
+        return [self._emit(state, out_t, out_a, wm)]
+
+    def _emit(self, state: NetworkState, out_t, out_a, wm: int) -> Packet:
+        n = 0 if out_t is None else out_t.shape[0]
+        ev = np.empty(n, SPIKE_EVENT)
+        if n:
+            ev["t"] = out_t
+            ev["addr"] = out_a
+        ev.flags.writeable = False
+        wm_out = wm + self.delay_us
+        if state.wm_out is not None and wm_out < state.wm_out:
+            wm_out = state.wm_out
+        state.wm_out = wm_out
+        state.events_out += n
+        return Packet(ev, wm_out)
+
+    # ---------------------------------------------------------------- measurements
+    def counters(self, state: NetworkState) -> dict[str, int]:
+        cnt = state.counters
+        out = {
+            "synaptic_ops": int(cnt[:, sk.C_OPS].sum()),
+            "neuron_updates": int(cnt[:, sk.C_UPDATES].sum()),
+            "spikes": int(cnt[:, sk.C_SPIKES].sum()),
+            "gated_events": int(cnt[:, sk.C_GATED].sum()) + sum(gs.gated_events for gs in state.gates),
+            "gated_ops_saved": int(cnt[:, sk.C_SAVED].sum()) + sum(gs.gated_ops_saved for gs in state.gates),
+            "gate_ops": int(cnt[:, sk.C_GATE_OPS].sum()) + sum(gs.gate_ops for gs in state.gates),
+        }
+        for i, name in enumerate(self._c.names):
+            out[f"spikes.{name}"] = int(cnt[i, sk.C_SPIKES])
+            out[f"synaptic_ops.{name}"] = int(cnt[i, sk.C_OPS])
+            if cnt[i, sk.C_GATED] or self.layer(name).channel_gate is not None:
+                out[f"gated_events.{name}"] = int(cnt[i, sk.C_GATED])
+        for g, gs in zip(self.input_gates, state.gates):
+            out[f"gated_events.{g.kind}"] = gs.gated_events
+            out[f"gated_ops_saved.{g.kind}"] = gs.gated_ops_saved
+            out[f"gate_ops.{g.kind}"] = gs.gate_ops
+        return out
+
+    def dense_macs_per_bin(self, spec: StreamSpec | None = None) -> int:
+        """MACs of one 1 ms clock step of the same network: Σ layers (outputs × fan-in)."""
+        if spec is not None:
+            self._input_kind(spec)
+        return dense_macs_per_bin_of(self.layers, self.input_shape)
+
+    def potentials(self, state: NetworkState, layer: str, t_us: int) -> np.ndarray:
+        """Membrane potentials of ``layer`` at stream time ``t_us`` (exact decay), in the layer's shape.
+
+        ``t_us`` must not precede the layer's last processed event (state only moves forward)."""
+        c = self._c
+        if layer not in c.names:
+            raise KeyError(f"network '{self.name}' has no neuron layer '{layer}'; layers: {list(c.names)}")
+        i = c.names.index(layer)
+        d = c.desc[i]
+        off, n = int(d[sk.D_U_OFF]), int(d[sk.D_N])
+        u = state.u[off: off + n].copy()
+        tau = float(c.fpar[i, sk.F_TAU])
+        mode = int(d[sk.D_DECAY])
+        if mode == sk.DECAY_FRAME:
+            u *= math.exp(-(t_us - state.lstate[i, sk.S_TREF]) / tau)
+        elif mode in (sk.DECAY_EXP, sk.DECAY_LUT):
+            u *= np.exp(-(t_us - state.tl[off: off + n]) / tau)
+        oc, oh, ow = int(d[sk.D_OUT_C]), int(d[sk.D_OUT_H]), int(d[sk.D_OUT_W])
+        shape = self.shapes[1 + [x.name for x in self.layers].index(layer)]
+        return u.reshape(oh, ow, oc).transpose(2, 0, 1).reshape(shape)
+
+
+def _grid3(shape) -> tuple[int, int, int]:
+    if len(shape) == 3:
+        return tuple(int(s) for s in shape)
+    if len(shape) == 2:
+        return int(shape[0]), 1, int(shape[1])
+    return 1, 1, int(shape[0])
+
+
+def _empty_like_spec(spec: StreamSpec) -> np.ndarray:
+    ev = np.empty(0, spec.dtype)
+    return ev
