@@ -16,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-EXAMPLE = "clockless train vad --minutes 25 --out graphs/weights/vad.npz"
+EXAMPLE = "clockless train vad --minutes 25 --out graphs/weights/vad.json"
 
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "graphs" / "weights" / "vad.npz"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "graphs" / "weights" / "vad.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clockless train vad", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog="Example: " + EXAMPLE)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="network file to write (.npz + .json)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="network file to write (NAME.json + NAME.npz)")
     p.add_argument("--audio-dir", type=Path, default=None, help="folder with speech/ and noise/ (../shared/data/audio)")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "clockless" / "vad",
                    help="where synthesised speech is kept between runs")
@@ -86,18 +86,23 @@ def main(argv: list[str] | None = None) -> int:
         lab = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.float64))
         y, rate = net(x)
         loss = _loss(net.score(y), lab) + args.rate_penalty * rate
+        loss_value = loss.detach()
         opt.zero_grad()
         loss.backward()
+        step += 1
+        grads_ok = all(bool(torch.isfinite(p.grad).all()) for p in net.parameters())
+        if not (bool(torch.isfinite(loss.detach())) and grads_ok):
+            say(f"step {step}: non-finite loss or gradient, batch skipped")
+            continue
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         opt.step()
-        step += 1
         if step % args.val_every == 0:
             with torch.no_grad():
                 vy, vrate = net(val_x)
             m = _val_metrics(net.score(vy).numpy(), val_y)
             history.append({"step": step, "t_s": round(time.perf_counter() - t_start, 1), **m,
                             "hidden_rate_hz": float(vrate) * 1000})
-            say(f"step {step:5d} {time.perf_counter() - t_start:6.0f}s loss {float(loss):.3f} val BA "
+            say(f"step {step:5d} {time.perf_counter() - t_start:6.0f}s loss {float(loss_value):.3f} val BA "
                 f"{m['balanced_accuracy']:.3f} AUC {m['roc_auc']:.3f} hidden {float(vrate) * 1000:.1f} Hz")
             if m["balanced_accuracy"] > best[0]:
                 best = (m["balanced_accuracy"], {k: v.detach().clone() for k, v in net.state_dict().items()}, step)

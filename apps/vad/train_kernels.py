@@ -4,14 +4,14 @@ surrogate gradient), used by ``apps.vad.model.SnnVadFunction`` as a PyTorch auto
 Model, one step per 1 ms bin (the engine's event-driven model when every input event of a bin shares one
 timestamp, as the front end's do, and recurrent spikes come back one bin later):
 
-    v1 = a1 · v1 + x_t · W1 + s1_{t-1} · R        hidden LIF (reset by subtraction, multi-spike)
-    s1 = floor(v1 / th1) if v1 ≥ th1 else 0;  v1 -= s1 · th1
-    v2 = a2 · v2 + s1 · W2                          readout LIF population
-    s2 = floor(v2 / th2) if v2 ≥ th2 else 0;  v2 -= s2 · th2
+    v1 = a1 · v1 + x_t · W1 + s1_{t-1} · R        hidden LIF, reset to zero (one spike per test at most, so
+    s1 = [v1 ≥ th1];  v1 = 0 where s1                 recurrent excitation can never run away)
+    v2 = a2 · v2 + s1 · W2                          readout LIF population, reset to zero
+    s2 = [v2 ≥ th2];  v2 = 0 where s2
     y  = ay · y + Σ_k s2_k                          speech trace (the segmenter's score is 1 - exp(-y / y_scale))
 
 Backward: ds/dv is replaced by the fast-sigmoid surrogate 1 / (1 + slope·|v - th|)², and the reset is treated as a
-constant (dv_after/dv_before = 1). Weight layouts are (in, out). The slow reference twin is plain PyTorch autograd
+constant: dv_after/dv_before = 1 - s (the membrane's path to the next bin is cut where it spiked). Weight layouts are (in, out). The slow reference twin is plain PyTorch autograd
 in ``tests/test_apps_vad_model.py``.
 """
 
@@ -25,9 +25,7 @@ __all__ = ["snn_forward", "snn_backward"]
 
 @njit(cache=True, nogil=True)
 def _spikes(v, th):
-    if v >= th:
-        return np.floor(v / th)
-    return 0.0
+    return 1.0 if v >= th else 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -67,7 +65,7 @@ def snn_forward(x, w1, r, w2, a1, a2, ay, th1, th2, v1_out, s1_out, v2_out, y_ou
                 v1_out[b, t, h] = v
                 s = _spikes(v, th1)
                 s1_out[b, t, h] = s
-                v1[h] = v - s * th1
+                v1[h] = 0.0 if s != 0.0 else v
                 if s != 0.0:
                     ops += n_k
                     for k in range(n_k):
@@ -77,7 +75,7 @@ def snn_forward(x, w1, r, w2, a1, a2, ay, th1, th2, v1_out, s1_out, v2_out, y_ou
                 v = v2[k]
                 v2_out[b, t, k] = v
                 s = _spikes(v, th2)
-                v2[k] = v - s * th2
+                v2[k] = 0.0 if s != 0.0 else v
                 tot += s
             y = ay * y + tot
             y_out[b, t] = y
@@ -102,7 +100,8 @@ def snn_backward(x, w1, r, w2, a1, a2, ay, th1, th2, slope, v1, s1, v2, gy, g_s1
             gacc = gy[b, t] + ay * gacc
             for k in range(n_k):
                 u = 1.0 + slope * abs(v2[b, t, k] - th2)
-                gv2[k] = gacc / (u * u) + a2 * gv2_next[k]
+                keep = 1.0 - _spikes(v2[b, t, k], th2)  # the reset cuts the path to the next bin
+                gv2[k] = gacc / (u * u) + a2 * keep * gv2_next[k]
             for h in range(n_h):
                 g = g_s1
                 for k in range(n_k):
@@ -110,7 +109,7 @@ def snn_backward(x, w1, r, w2, a1, a2, ay, th1, th2, slope, v1, s1, v2, gy, g_s1
                 for j in range(n_h):
                     g += gv1_next[j] * r[h, j]
                 u = 1.0 + slope * abs(v1[b, t, h] - th1)
-                gv1[h] = g / (u * u) + a1 * gv1_next[h]
+                gv1[h] = g / (u * u) + a1 * (1.0 - s1[b, t, h]) * gv1_next[h]
             for h in range(n_h):
                 c = s1[b, t, h]
                 if c != 0.0:
