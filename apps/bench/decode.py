@@ -3,7 +3,8 @@ on the shared real recordings, in the same run.
 
 Each decoder reads the whole file from disk (page cache) and produces every event, again and again until at
 least 10 M events (1 M with ``quick``) have been decoded; the rate is events / wall time, median of 3 trials,
-spread printed. Every decoder's output is first checked against ours (count, first/last t, Σx, Σy, ON count);
+spread printed; the decoders of one file take turns trial by trial, so load changes on a shared machine hit
+them alike. Every decoder's output is first checked against ours (count, first/last t, Σx, Σy, ON count);
 a peer that decodes a file differently is marked ✗ and left out of the "fastest correct peer" ratio. Ours reads
 through the public reader API (``open_reader(path).chunks()``), so the figure includes header parsing, order and
 bounds checks and building ``DVS_EVENT`` arrays. ``.npy`` is compared with a plain in-memory copy of the same
@@ -13,6 +14,7 @@ bytes (``ndarray.copy``) and with ``np.load``.
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -145,17 +147,24 @@ def _peers(fmt: str, path: Path, spec_height: int) -> dict[str, tuple[Callable[[
     return out
 
 
-def _rate(fn: Callable[[], list[np.ndarray]], events_per_call: int, target: int, trials: int) -> tuple[float, float]:
+def _rates(fns: dict[str, Callable[[], object]], events_per_call: int, target: int, trials: int) -> dict:
+    """{name: (events/s median, relative spread)}: the decoders take turns, trial by trial, so a change in the
+    machine's load during the run hits them alike (this machine is shared)."""
     reps = max(1, math.ceil(target / max(1, events_per_call)))
-    fn()  # warm-up (compilation, page cache)
-    samples = []
+    for fn in fns.values():
+        fn()  # warm-up (compilation, page cache)
+    samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(trials):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        samples.append(time.perf_counter() - t0)
-    med, spread = median_spread(samples)
-    return reps * events_per_call / med, spread
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            samples[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, times in samples.items():
+        med, spread = median_spread(times)
+        out[name] = (reps * events_per_call / med, spread)
+    return out
 
 
 def _npy_case(target: int, trials: int, tmp: Path) -> dict:
@@ -169,10 +178,9 @@ def _npy_case(target: int, trials: int, tmp: Path) -> dict:
     np.save(path, big)
     (tmp / "events.json").write_text('{"sensor_size": [1280, 720, 2]}')
     n = big.shape[0]
-    rows = {}
-    rows["ours"] = _rate(ours(path, {}), n, n, trials)
-    rows["memory copy"] = _rate(lambda: [big.copy()], n, n, trials)
-    rows["np.load"] = _rate(lambda: [np.load(path)], n, n, trials)
+    rows = _rates(
+        {"ours": ours(path, {}), "memory copy": lambda: big.copy(), "np.load": lambda: np.load(path)}, n, n, trials
+    )
     return {"events": n, "rates": rows}
 
 
@@ -182,11 +190,11 @@ def run(quick: bool, plots_dir: Path | None) -> dict:
 
     warm_up()
     target = 1_000_000 if quick else 10_000_000
-    trials = 3
-    section: dict = {"target_events": target, "trials": trials, "formats": []}
-    table = Table(title=f"decode: events/s (median of {trials}, ≥{target / 1e6:g} M events each)")
-    for col in ("format", "file", "ours M ev/s", "peers M ev/s (✗ = decodes differently)", "ours / fastest correct"):
-        table.add_column(col)
+    trials = 5
+    section: dict = {"target_events": target, "trials": trials, "load_avg_1min": os.getloadavg()[0], "formats": []}
+    table = Table(title=f"decode: M events/s (median of {trials}, ≥{target / 1e6:g} M events each; ✗ = output differs)")
+    for col in ("format", "file", "ours", "peers", "ours / fastest correct peer"):
+        table.add_column(col, overflow="fold")
     for fmt, rel, kwargs in CASES:
         path = DATA / rel
         if not path.is_file():
@@ -196,17 +204,9 @@ def run(quick: bool, plots_dir: Path | None) -> dict:
         mine = ours(path, kwargs)
         ref = _stats(mine())
         n = ref[0]
-        r_ours, s_ours = _rate(mine, n, target, trials)
-        entry = {
-            "format": fmt,
-            "file": rel,
-            "events_per_file": n,
-            "ours_ev_per_s": r_ours,
-            "ours_spread": s_ours,
-            "peers": {},
-        }
-        cells = []
-        best = None
+        entry = {"format": fmt, "file": rel, "events_per_file": n, "peers": {}}
+        fns = {"ours": mine}
+        correct = {}
         for name, (fn, opts) in _peers(fmt, path, height).items():
             try:
                 parts = fn()
@@ -215,15 +215,19 @@ def run(quick: bool, plots_dir: Path | None) -> dict:
                         np.rec.fromarrays([p["t"], p["x"], p["y"], np.clip(p["payload"], 0, 1)], names="t,x,y,p")
                         for p in parts
                     ]
-                correct = _stats(parts, opts.get("y_flip")) == ref
-                rate, spread = _rate(fn, n, target, trials)
+                correct[name] = _stats(parts, opts.get("y_flip")) == ref
+                fns[name] = fn
             except Exception as exc:  # a peer that cannot read the file is reported, not fatal
                 entry["peers"][name] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
-                cells.append(f"{name}: error")
-                continue
-            entry["peers"][name] = {"ev_per_s": rate, "spread": spread, "correct": correct}
-            cells.append(f"{name} {rate / 1e6:.1f}{'' if correct else ' ✗'}")
-            if correct and (best is None or rate > best[1]):
+        rates = _rates(fns, n, target, trials)
+        r_ours, s_ours = rates.pop("ours")
+        entry["ours_ev_per_s"], entry["ours_spread"] = r_ours, s_ours
+        cells = [f"{name}: error" for name in entry["peers"]]
+        best = None
+        for name, (rate, spread) in rates.items():
+            entry["peers"][name] = {"ev_per_s": rate, "spread": spread, "correct": correct[name]}
+            cells.append(f"{name} {rate / 1e6:.1f}{'' if correct[name] else ' ✗'}")
+            if correct[name] and (best is None or rate > best[1]):
                 best = (name, rate)
         if best is not None:
             entry["fastest_correct_peer"] = best[0]

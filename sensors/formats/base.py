@@ -51,6 +51,7 @@ ORIGIN_USER = "user"
 ORIGIN_SIDECAR = "sidecar json"
 
 DEFAULT_MAX_EVENTS = 1 << 20
+CHUNK_EVENTS = 1 << 16  # decoding in 64 k-event pieces is faster than in big ones (no page faults on new buffers)
 
 
 def normalize_sensor_size(sensor_size, *, audio: bool = False) -> tuple[int, ...] | None:
@@ -105,10 +106,11 @@ class Reader:
         return self.spec.shape
 
     def chunks(self, max_events: int = DEFAULT_MAX_EVENTS) -> Iterator[np.ndarray]:
-        """Sorted event arrays of at most ``max_events`` events (some formats return a little fewer)."""
+        """Sorted event arrays of at most ``max_events`` events each (often fewer: readers decode at most
+        ``CHUNK_EVENTS`` at a time, which keeps the output buffers in cache and reused)."""
         if int(max_events) < 1:
             raise ValueError(f"{self.path}: max_events must be ≥ 1, got {max_events}")
-        max_events = int(max_events)
+        max_events = min(int(max_events), CHUNK_EVENTS)
         self.counts = self._fresh_counts()
         state = _ChunkState()
         for item in self._decode(max_events):

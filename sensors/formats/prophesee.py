@@ -37,6 +37,7 @@ CAMERA_SIZES = (
 )
 GENERATION_SIZES = {"3.0": (640, 480), "3.1": (640, 480), "4.0": (1280, 720), "4.1": (1280, 720), "4.2": (1280, 720)}
 _MAX_HEADER = 1 << 20
+_HEADER_READ = 1 << 12
 CHUNK_EVENTS = 1 << 16
 BLOCK_BYTES = 1 << 18
 TRIGGER_BLOCK = 4096
@@ -101,20 +102,32 @@ class RawHeader:
 
 
 def read_raw_header(path, f) -> RawHeader:
-    """Parse ``% ...`` lines from the start of ``f``; stops after ``% end`` or at the first non-``%`` byte."""
+    """Parse ``% ...`` lines from the start of ``f``; stops after ``% end`` or at the first non-``%`` byte.
+    Leaves ``f`` at the first data byte."""
     fields: dict[str, str] = {}
+    data = f.read(_HEADER_READ)
     offset = 0
     while True:
-        first = f.read(1)
-        if first != b"%":
+        if offset >= len(data):
+            more = f.read(_HEADER_READ)
+            if not more:
+                break
+            data += more
+        if data[offset : offset + 1] != b"%":
             break
-        line = f.readline(_MAX_HEADER)
-        if not line.endswith(b"\n"):
-            raise _header_error(path, offset, "header line without a newline (file truncated in the header?)")
-        offset += 1 + len(line)
+        nl = data.find(b"\n", offset)
+        while nl < 0:
+            if len(data) > _MAX_HEADER:
+                raise _header_error(path, offset, f"header longer than {_MAX_HEADER} bytes")
+            more = f.read(_HEADER_READ)
+            if not more:
+                raise _header_error(path, offset, "header line without a newline (file truncated in the header?)")
+            data += more
+            nl = data.find(b"\n", offset)
+        text = data[offset + 1 : nl].decode("latin-1").strip()
+        offset = nl + 1
         if offset > _MAX_HEADER:
             raise _header_error(path, offset, f"header longer than {_MAX_HEADER} bytes")
-        text = line.decode("latin-1").strip()
         if text == "end":
             break
         if text:

@@ -8,7 +8,7 @@ import numpy as np
 
 from runtime.events import DVS_EVENT
 
-from . import common, es, evt
+from . import aedat4, common, es, evt
 
 __all__ = ["warm_up"]
 
@@ -21,6 +21,10 @@ def warm_up() -> None:
     evt.evt21_decode(np.zeros(1, np.uint64), 0, out, tt, ti, tp, evt.new_state(), 1, 1, False)
     evt.evt3_decode(np.zeros(1, np.uint16), 0, out, tt, ti, tp, evt.new_state(), 1, 1)
     es.es_decode(np.zeros(1, np.uint8), 0, out, np.zeros(es.ES_STATE_SIZE, np.int64), False, 1)
+    data = np.zeros(16, np.uint8)
+    aedat4.walk_packets(data, 0, 0, 0, -1, True, np.zeros(64, np.uint8), out, 0, np.zeros(4, np.int64),
+                        np.zeros(4, np.int64), 1, 1)
+    aedat4.lz4_frame_decode(data, 0, 0, data)
     common.first_disorder(out["t"][:1], 0)
     common.first_out_of_bounds(out["x"][:1], 1)
     common.repair_chunk_order(out["t"][:1], np.zeros(1, np.int64), 0)
