@@ -300,6 +300,13 @@ class Network:
             t, a, int(wm), c.desc, c.fpar, c.W, state.u, state.tl, state.ru, state.scratch,
             state.lstate, c.lut, c.cg_w, c.cg_b, state.cg_r, state.counters, state.q_t, state.q_a, state.q_start,
         )
+        bad = np.flatnonzero(state.lstate[:, sk.S_RUNAWAY] > 0)
+        if bad.shape[0]:
+            name = c.names[int(bad[0])]
+            raise RuntimeError(
+                f"network '{self.name}': layer '{name}' emitted over {int(state.lstate[bad[0], sk.S_RUNAWAY])} spikes "
+                f"from a packet of {t.shape[0]} events ending at {wm} µs: runaway excitation (recurrent weights or "
+                "thresholds make activity grow without bound); the network state is no longer valid")
         return out_t, out_a
 
     def _gate_inputs(self, state: NetworkState, t, a, wm: int, final: bool = False):

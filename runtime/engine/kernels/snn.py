@@ -34,8 +34,9 @@ D_COLS = 27
 F_THETA, F_TAU, F_CG_TAU = 0, 1, 2
 F_COLS = 3
 # per-layer float state columns
-S_TREF, S_CG_TREF, S_CG_SUM = 0, 1, 2
-S_COLS = 3
+S_TREF, S_CG_TREF, S_CG_SUM, S_RUNAWAY = 0, 1, 2, 3
+S_COLS = 4
+MAX_SPIKES = 1 << 25  # spikes one layer may emit from one packet before the network is declared unstable
 # layer types
 T_CONV, T_LINEAR, T_POOL, T_POOL_ADDR = 0, 1, 2, 3
 # decay modes
@@ -402,6 +403,9 @@ def _layer(
                                           counters, seg_base, seg_woff, seg_cnt)
         if done:
             break
+        if n_out + total > MAX_SPIKES or qn + total > MAX_SPIKES:
+            lstate[l, S_RUNAWAY] = n_out + total  # the caller raises: runaway excitation would exhaust memory
+            break
         out_t = _grow_i8(out_t, n_out + total)
         out_a = _grow_i4(out_a, n_out + total)
         if rec == 1:
@@ -509,6 +513,8 @@ def run_chain(
             new_t[nq_total: nq_total + k] = p_t
             new_a[nq_total: nq_total + k] = p_a
             nq_total += k
+        if lstate[l, S_RUNAWAY] > 0:
+            return o_t[:0].copy(), o_a[:0].copy(), new_t[:0].copy(), new_a[:0].copy(), new_start
         cur_t = o_t
         cur_a = o_a
         n_cur = n_o

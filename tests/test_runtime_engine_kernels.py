@@ -1,0 +1,277 @@
+"""Every numba kernel of the SNN engine against a slow, obviously-correct pure-Python twin."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from runtime.engine import Conv2d, Flatten, Linear, Network, Neuron, SumPool2d
+from runtime.engine.kernels import gates as gk
+from runtime.engine.kernels import snn as sk
+
+# ---------------------------------------------------------------- slow twin of run_chain
+
+
+def _targets(layer, s_in, s_out, a):
+    """(neuron flat index in C order, weight) pairs reached by input address ``a``: brute force over outputs."""
+    if isinstance(layer, Linear):
+        return [(o, float(layer.weight[o, a])) for o in range(layer.weight.shape[0])]
+    c_in, h_in, w_in = s_in
+    c, rem = divmod(a, h_in * w_in)
+    y, x = divmod(rem, w_in)
+    oc, oh, ow = s_out
+    out = []
+    if isinstance(layer, Conv2d):
+        kh, kw = layer.weight.shape[2:]
+        (sh, sw), (ph, pw) = layer.stride, layer.padding
+    else:
+        kh, kw = layer.kernel_size
+        (sh, sw), (ph, pw) = layer.stride, (0, 0)
+    for oy in range(oh):
+        for ox in range(ow):
+            ky = y + ph - oy * sh
+            kx = x + pw - ox * sw
+            if 0 <= ky < kh and 0 <= kx < kw:
+                if isinstance(layer, Conv2d):
+                    for o in range(oc):
+                        out.append((o * oh * ow + oy * ow + ox, float(layer.weight[o, c, ky, kx])))
+                else:
+                    out.append((c * oh * ow + oy * ow + ox, 1.0))
+    return out
+
+
+def slow_run(net: Network, t, a, wm):
+    """Event-driven simulation with per-neuron exact decay, written plainly: returns sorted (t, addr) spikes of the
+    last layer, the per-layer potentials (dicts), and per-layer [ops, spikes]."""
+    events = sorted(zip((int(x) for x in t), (int(x) for x in a)))
+    shapes = net.shapes
+    counts = {}
+    pots = {}
+    for layer, s_in, s_out in zip(net.layers, shapes[:-1], shapes[1:]):
+        if isinstance(layer, Flatten):
+            continue
+        n = layer.neuron
+        out = []
+        ops = 0
+        if n is None:
+            for te, ae in events:
+                for m, _ in _targets(layer, s_in, s_out, ae):
+                    out.append((te + layer.delay_us, m))
+            counts[layer.name] = [0, len(out)]
+            events = sorted(out)
+            continue
+        v: dict[int, float] = {}
+        tl: dict[int, int] = {}
+        ru: dict[int, int] = {}
+        rec = getattr(layer, "recurrent_weight", None)
+        pending: list[tuple[int, int]] = []
+        queue = list(events)
+        while True:
+            cands = [e[0] for e in queue[:1]] + [p[0] for p in pending if p[0] < wm][:1]
+            if not cands:
+                break
+            tg = min(cands)
+            group = sorted(ae for te, ae in queue if te == tg)
+            rgroup = sorted(ae for te, ae in pending if te == tg)
+            queue = [e for e in queue if e[0] != tg]
+            pending = [p for p in pending if p[0] != tg]
+            touched = []
+            pairs = [p for ae in group for p in _targets(layer, s_in, s_out, ae)]
+            pairs += [(to, float(rec[to, fr])) for fr in rgroup for to in range(rec.shape[0])]
+            for m, w in pairs:
+                if ru.get(m, -(10**18)) > tg:
+                    continue
+                if n.tau_us is not None and m in tl:
+                    v[m] = v.get(m, 0.0) * math.exp(-(tg - tl[m]) / n.tau_us)
+                tl[m] = tg
+                v[m] = v.get(m, 0.0) + w
+                ops += 1
+                touched.append(m)
+            for m in sorted(set(touched)):
+                if v[m] >= n.threshold:
+                    if n.reset == "subtract":
+                        k = int(v[m] // n.threshold)
+                        v[m] -= k * n.threshold
+                    else:
+                        k = 1
+                        v[m] = 0.0
+                    if n.refractory_us:
+                        ru[m] = tg + n.refractory_us
+                    out += [(tg + layer.delay_us, m)] * k
+                    if rec is not None:
+                        pending += [(tg + layer.recurrent_delay_us, m)] * k
+            pending.sort()
+        counts[layer.name] = [ops, len(out)]
+        pots[layer.name] = (v, tl)
+        events = sorted(out)
+        wm = wm + layer.delay_us
+    return events, pots, counts
+
+
+def _kernel_run(net: Network, t, a, wm, decay="frame"):
+    import dataclasses
+
+    net = dataclasses.replace(net, decay=decay) if decay != net.decay else net
+    from runtime import spike_spec
+
+    state = net.init(spike_spec(net.input_shape))
+    out_t, out_a = net._run(state, np.asarray(t, np.int64), np.asarray(a, np.int32).copy(), wm)
+    return net, state, sorted(zip(out_t.tolist(), out_a.tolist()))
+
+
+def _stream(rng, n, size, t_max, *, ties=True):
+    t = np.sort(rng.integers(0, t_max, n)) if ties else np.sort(rng.choice(t_max, n, replace=False))
+    return t.astype(np.int64), rng.integers(0, size, n).astype(np.int32)
+
+
+@pytest.mark.parametrize("decay", ["frame", "exp", "lut"])
+def test_run_chain_matches_slow_twin_lif_conv_pool(decay):
+    rng = np.random.default_rng(1)
+    layers = [
+        Conv2d("c1", rng.normal(0.3, 0.6, (3, 2, 3, 3)), stride=(2, 1), padding=(1, 2),
+               neuron=Neuron(1.0, 3000.0, "subtract", refractory_us=400)),
+        SumPool2d("p1", (2, 2), neuron=Neuron(2.0, 5000.0, "zero")),
+        Flatten("f"),
+        Linear("fc", rng.normal(0.2, 0.5, (4, 3 * 1 * 5)), Neuron(0.8, 8000.0)),
+    ]
+    net = Network(layers, (2, 5, 8), decay="frame")
+    t, a = _stream(rng, 300, 2 * 5 * 8, 20_000)
+    wm = 20_000
+    net, state, spikes = _kernel_run(net, t, a, wm, decay)
+    expected, pots, counts = slow_run(net, t, a, wm)
+    assert spikes == expected
+    assert len(spikes) > 5
+    cnt = net.counters(state)
+    for name in ("c1", "p1", "fc"):
+        assert cnt[f"synaptic_ops.{name}"] == counts[name][0]
+        assert cnt[f"spikes.{name}"] == counts[name][1]
+    v_slow, tl_slow = pots["c1"]
+    v_fast = net.potentials(state, "c1", wm).reshape(-1)
+    ref = np.array([v_slow.get(m, 0.0) * math.exp(-(wm - tl_slow.get(m, wm)) / 3000.0) for m in range(v_fast.size)])
+    np.testing.assert_allclose(v_fast, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_run_chain_matches_slow_twin_iaf_recurrent_delays():
+    rng = np.random.default_rng(2)
+    layers = [
+        Linear("a", rng.integers(-2, 4, (6, 10)).astype(float), Neuron(3.0), delay_us=7),
+        Linear("b", rng.integers(-2, 4, (5, 6)).astype(float), Neuron(2.0, reset="zero", refractory_us=50),
+               recurrent_weight=rng.integers(-1, 3, (5, 5)).astype(float), recurrent_delay_us=13),
+    ]
+    net = Network(layers, (10,))
+    t, a = _stream(rng, 200, 10, 3000)
+    wm = 3000
+    net, state, spikes = _kernel_run(net, t, a, wm)
+    expected, _, counts = slow_run(net, t, a, wm)
+    assert spikes == expected
+    assert counts["b"][1] > 0
+    assert net.counters(state)["synaptic_ops.b"] == counts["b"][0]
+    # recurrent spikes at or after the watermark are still pending, not lost
+    assert state.q_t.shape[0] == state.q_start[-1]
+    assert np.all(state.q_t >= wm + 7)
+
+
+def test_run_chain_pool_without_neuron_and_stride_3():
+    rng = np.random.default_rng(3)
+    layers = [SumPool2d("p", (3, 2), stride=(3, 2)), Conv2d("c", rng.normal(0.5, 0.5, (2, 2, 2, 2)), (1, 1),
+                                                         neuron=Neuron(1.5))]
+    net = Network(layers, (2, 9, 8))
+    t, a = _stream(rng, 400, 2 * 9 * 8, 500)
+    net, state, spikes = _kernel_run(net, t, a, 500)
+    expected, _, counts = slow_run(net, t, a, 500)
+    assert spikes == expected
+    assert net.counters(state)["spikes.p"] == counts["p"][1] == 400
+
+
+def test_encode_kernels_match_numpy():
+    rng = np.random.default_rng(4)
+    n = 500
+    x, y, p = rng.integers(0, 13, n), rng.integers(0, 7, n), rng.integers(0, 2, n).astype(bool)
+    t = np.sort(rng.integers(0, 10**6, n))
+    tt, aa, bad = sk.encode_dvs(x.astype(np.int16), y.astype(np.int16), p, t, 13, 7)
+    assert bad == -1
+    np.testing.assert_array_equal(aa, p * 7 * 13 + y * 13 + x)
+    np.testing.assert_array_equal(tt, t)
+    x[17] = 13
+    assert sk.encode_dvs(x.astype(np.int16), y.astype(np.int16), p, t, 13, 7)[2] == 17
+    tt, aa, bad = sk.encode_audio(x.astype(np.int16) % 13, p, t, 13)
+    np.testing.assert_array_equal(aa, p * 13 + x % 13)
+    a = rng.integers(0, 50, n).astype(np.int32)
+    a[3] = 50
+    assert sk.encode_flat(a, t, 50)[2] == 3
+
+
+def test_fanout_count_matches_brute_force():
+    rng = np.random.default_rng(5)
+    layers = [Conv2d("c", rng.normal(size=(4, 3, 5, 3)), stride=(2, 3), padding=(2, 1), neuron=Neuron())]
+    net = Network(layers, (3, 11, 10))
+    seg = [np.empty(64, np.int64) for _ in range(3)]
+    for a in range(3 * 11 * 10):
+        brute = len(_targets(layers[0], net.shapes[0], net.shapes[1], a))
+        assert sk.fanout_count(net._c.desc, 0, a, *seg) == brute
+    assert sk.fanout_sum(net._c.desc, 0, np.arange(330, dtype=np.int32)) == sum(
+        len(_targets(layers[0], net.shapes[0], net.shapes[1], a)) for a in range(330))
+
+
+# ---------------------------------------------------------------- gate kernels vs twins
+
+
+def slow_temporal(t, wm, final, window, min_events, rel, beta, state):
+    """state = [next window, ema]."""
+    keep = []
+    i = 0
+    while i < len(t):
+        k = t[i] // window
+        if (k + 1) * window > wm and not final:
+            break
+        members = [x for x in t[i:] if x // window == k]
+        if state[0] >= 0 and k > state[0]:
+            state[1] *= beta ** (k - state[0])
+        ok = len(members) >= min_events and len(members) >= rel * state[1]
+        keep += [ok] * len(members)
+        state[1] = beta * state[1] + (1 - beta) * len(members)
+        state[0] = k + 1
+        i += len(members)
+    return keep
+
+
+def test_temporal_gate_kernel_matches_twin():
+    rng = np.random.default_rng(6)
+    t = np.sort(np.concatenate([rng.integers(0, 50_000, 300), rng.integers(20_000, 22_000, 200)])).astype(np.int64)
+    wst, fst = np.array([-1], np.int64), np.zeros(1)
+    keep = np.empty(t.shape[0], np.bool_)
+    k, ops = gk.temporal_gate(t, 30_000, False, 1000, 3, 1.5, 0.9, wst, fst, keep)
+    st = [-1, 0.0]
+    ref = slow_temporal(t.tolist(), 30_000, False, 1000, 3, 1.5, 0.9, st)
+    assert k == len(ref) and np.array_equal(keep[:k], ref)
+    assert 0 < sum(ref) < len(ref)
+    k2, _ = gk.temporal_gate(t[k:], 50_000, True, 1000, 3, 1.5, 0.9, wst, fst, keep[k:])
+    ref2 = slow_temporal(t[k:].tolist(), 50_000, True, 1000, 3, 1.5, 0.9, st)
+    assert np.array_equal(keep[k:k + k2], ref2) and k + k2 == t.shape[0]
+    assert fst[0] == pytest.approx(st[1])
+
+
+def test_spatial_gate_kernel_matches_twin():
+    rng = np.random.default_rng(7)
+    n = 400
+    t = np.sort(rng.integers(0, 100_000, n)).astype(np.int64)
+    tile = np.where(rng.random(n) < 0.7, 3, rng.integers(0, 12, n)).astype(np.int64)
+    tw = rng.uniform(0.5, 1.5, 12)
+    act, fst = np.zeros(12), np.zeros(2)
+    keep = np.empty(n, np.bool_)
+    gk.spatial_gate(t, tile, 5000.0, 0.8, 0.7, tw, act, fst, keep)
+    # twin: traces summed over past and present events with exact decay
+    ref = []
+    for i in range(n):
+        now = t[i]
+        past = (t <= now)
+        a = np.array([sum(math.exp(-(now - t[j]) / 5000.0) for j in np.flatnonzero(past & (tile == k)))
+                      for k in range(12)])
+        s = tw[tile[i]] * a[tile[i]]
+        ref.append(s >= 0.8 * (1 - 1e-12) and s >= 0.7 * a.sum() / 12 * (1 - 1e-12))
+    assert np.array_equal(keep, ref)
+    assert 0 < keep.sum() < n
+    tiles = gk.tiles_of(np.array([0, 5, 5 * 16 + 9, 2 * 20 * 16 + 19 * 16 + 15], np.int32), 20, 16, 4, 4)
+    assert tiles.tolist() == [0, 1, 1 * 4 + 2, 4 * 4 + 3]
