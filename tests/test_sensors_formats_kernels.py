@@ -153,7 +153,7 @@ def run_evt(kernel, words, cap, *extra, width=2048, height=2048):
     status = 0
     while pos < words.shape[0]:
         out = np.empty(cap, DVS_EVENT)
-        pos, k, ntrig, status, _ = kernel(words, pos, out, tt, ti, tp, state, width, height, *extra)
+        pos, k, ntrig, status, _ = kernel(words, pos, out.view(np.uint8), tt, ti, tp, state, width, height, *extra)
         parts.append(out[:k].copy())
         trig += list(zip(tt[:ntrig].tolist(), ti[:ntrig].tolist(), tp[:ntrig].tolist()))
         if status:

@@ -11,6 +11,7 @@ per block of the file); ZSTD files by the ``aedat`` package (Rust), one packet i
 
 from __future__ import annotations
 
+import mmap
 import struct
 import xml.etree.ElementTree as ET
 
@@ -26,7 +27,7 @@ __all__ = ["Aedat4Reader", "parse_io_header"]
 COMPRESSION = {0: "NONE", 1: "LZ4", 2: "LZ4_HIGH", 3: "ZSTD", 4: "ZSTD_HIGH"}
 KINDS = {"EVTS": "events", "FRME": "frame", "IMUS": "imus", "TRIG": "triggers", "BBOX": "bounding boxes"}
 _MAGIC = b"#!AER-DAT4.0\r\n"
-_BLOCK = 1 << 20
+_WINDOW = 1 << 24
 _MAX_HEADER = 1 << 24
 
 
@@ -138,6 +139,8 @@ class Aedat4Reader(Reader):
             yield from self._decode_own(max_events)
 
     def _decode_own(self, max_events: int):
+        """Walk the packets through windows of a memory map: no copy out of the page cache, and at most one
+        window (``_WINDOW`` bytes, or one packet if bigger) mapped at a time, so memory stays bounded."""
         width, height = self.spec.shape[0], self.spec.shape[1]
         chunk = min(max_events, 1 << 16)
         lz4 = self.compression.startswith("LZ4")
@@ -145,66 +148,64 @@ class Aedat4Reader(Reader):
         skipped = np.zeros(64, np.int64)
         # detail: [status detail, last t, order/bounds problem in the current chunk, triggers]
         detail = np.array([0, np.iinfo(np.int64).min, 0, 0], np.int64)
-        buf = np.empty(_BLOCK, np.uint8)
-        have = 0  # bytes of an incomplete packet kept at the front of buf
-        base = self.data_offset  # file offset of buf[0]
         out = np.empty(chunk, DVS_EVENT)
         k = 0
+        pos_file = self.data_offset  # file offset of the next packet
         with open(self.path, "rb") as f:
-            f.seek(self.data_offset)
-            while True:
-                want = min(buf.shape[0] - have, self.data_end - base - have)
-                got = f.readinto(memoryview(buf)[have : have + want]) if want > 0 else 0
-                end = have + got
-                pos = 0
-                while True:
-                    pos, k, status = K.walk_packets(
-                        buf, pos, end, self.stream_id, self.trigger_id, lz4, scratch, out, k, skipped, detail,
-                        width, height,
+            while pos_file < self.data_end:
+                base = pos_file - pos_file % mmap.ALLOCATIONGRANULARITY
+                length = min(self.data_end - base, max(_WINDOW, pos_file - base + self._claimed(f, pos_file)))
+                mm = mmap.mmap(f.fileno(), length, access=mmap.ACCESS_READ, offset=base)
+                try:
+                    buf = np.frombuffer(mm, np.uint8)
+                    pos = pos_file - base
+                    while True:
+                        pos, k, status = K.walk_packets(
+                            buf, pos, length, self.stream_id, self.trigger_id, lz4, scratch, out.view(np.uint8), k, skipped,
+                            detail, width, height,
+                        )
+                        if status == K.NEED_DATA:
+                            break
+                        if status == K.OUT_FULL:
+                            for a in range(0, k, max_events):  # a packet can be bigger than max_events
+                                yield out[a : min(k, a + max_events)], not detail[2]
+                            out = np.empty(max(chunk, int(detail[0])), DVS_EVENT)
+                            k = 0
+                            detail[2] = 0
+                        elif status == K.NEED_SCRATCH:
+                            scratch = np.empty(int(detail[0]) + 8 - int(detail[0]) % 8, np.uint8)
+                        else:
+                            what = {K.BAD_PACKET: "packet header", K.BAD_LZ4: "LZ4 frame", K.BAD_FLATBUFFER: "flatbuffer"}
+                            raise self._fail(
+                                f"corrupt AEDAT 4.0 packet: bad {what.get(status, status)} (expected a valid "
+                                f"{self.compression} packet of stream {self.stream_id})",
+                                offset=base + int(detail[0]),
+                            )
+                    del buf
+                finally:
+                    mm.close()
+                if base + pos == pos_file and base + length >= self.data_end:
+                    # no progress with everything mapped: the last packet runs past the end of the data
+                    claimed = self._claimed(f, pos_file)
+                    raise self._fail(
+                        f"file truncated inside a packet: it claims {claimed} bytes, {self.data_end - pos_file} are left",
+                        offset=pos_file,
                     )
-                    if status == K.NEED_DATA:
-                        break
-                    if status == K.OUT_FULL:
-                        for a in range(0, k, max_events):  # a packet can be bigger than max_events
-                            yield out[a : min(k, a + max_events)], not detail[2]
-                        out = np.empty(max(chunk, int(detail[0])), DVS_EVENT)
-                        k = 0
-                        detail[2] = 0
-                    elif status == K.NEED_SCRATCH:
-                        scratch = np.empty(int(detail[0]) + 8 - int(detail[0]) % 8, np.uint8)
-                    else:
-                        what = {K.BAD_PACKET: "packet header", K.BAD_LZ4: "LZ4 frame", K.BAD_FLATBUFFER: "flatbuffer"}
-                        raise self._fail(
-                            f"corrupt AEDAT 4.0 packet: bad {what.get(status, status)} (expected a valid "
-                            f"{self.compression} packet of stream {self.stream_id})",
-                            offset=base + int(detail[0]),
-                        )
-                rest = end - pos
-                if rest:
-                    # an incomplete packet: it must fit in what is left of the file
-                    claimed = 8 + (int.from_bytes(bytes(buf[pos + 4 : pos + 8]), "little") if rest >= 8 else 0)
-                    if got == 0 or base + pos + claimed > self.data_end:
-                        raise self._fail(
-                            f"file truncated inside a packet: it claims {claimed} bytes, "
-                            f"{self.data_end - base - pos} are left",
-                            offset=base + pos,
-                        )
-                    if claimed > buf.shape[0]:
-                        grown = np.empty(claimed, np.uint8)
-                        grown[:rest] = buf[pos:end]
-                        buf = grown
-                    else:
-                        buf[:rest] = buf[pos:end]
-                elif got == 0:
-                    break
-                base += pos
-                have = rest
+                pos_file = base + pos
         for a in range(0, k, max_events):
             yield out[a : min(k, a + max_events)], not detail[2]
         for sid in np.flatnonzero(skipped):
             kind = self.streams.get(int(sid), "unknown") if sid < skipped.shape[0] - 1 else "unknown"
             self._skip(kind, int(skipped[sid]))
         self.counts["triggers"] += int(detail[3])
+
+    def _claimed(self, f, pos: int) -> int:
+        """Bytes the packet at ``pos`` claims (header included), from its header; 8 if the header is cut."""
+        f.seek(pos)
+        head = f.read(8)
+        if len(head) < 8:
+            return 8
+        return 8 + min(int.from_bytes(head[4:8], "little"), 1 << 31)
 
     def _decode_aedat(self, max_events: int, want_triggers: bool = False):
         pending: list[np.ndarray] = []

@@ -11,6 +11,7 @@ faery's fallback); ``sensor_size_origin`` says which. EVT words are decoded by t
 
 from __future__ import annotations
 
+import mmap
 import re
 
 import numpy as np
@@ -39,7 +40,7 @@ GENERATION_SIZES = {"3.0": (640, 480), "3.1": (640, 480), "4.0": (1280, 720), "4
 _MAX_HEADER = 1 << 20
 _HEADER_READ = 1 << 12
 CHUNK_EVENTS = 1 << 16
-BLOCK_BYTES = 1 << 18
+WINDOW_BYTES = 1 << 24
 TRIGGER_BLOCK = 4096
 
 
@@ -175,72 +176,74 @@ class EvtReader(Reader):
         return K.evt2_decode(words, start, out, trig[0], trig[1], trig[2], state, width, height)
 
     def _decode(self, max_events: int, want_triggers: bool = False):
+        """Decode the words through windows of a memory map (no copy out of the page cache; one window of at
+        most ``WINDOW_BYTES`` mapped at a time, so memory stays bounded whatever the file size)."""
         width, height = self.spec.shape[0], self.spec.shape[1]
         itemsize = self.word_dtype.itemsize
         # Chunks of ≤ 64 k events keep the output in cache and let the allocator reuse it: bigger chunks decode
         # slower (page faults on fresh memory), and the contract allows chunks smaller than max_events.
         chunk = min(max_events, CHUNK_EVENTS)
         cap = max(chunk, 64)  # room for one whole vector word whatever max_events is
-        block_words = max(1024, BLOCK_BYTES // itemsize)
-        buf = np.empty(block_words * itemsize, np.uint8)
         state = K.new_state()
         trig = (np.empty(TRIGGER_BLOCK, np.int64), np.empty(TRIGGER_BLOCK, np.uint8), np.empty(TRIGGER_BLOCK, np.bool_))
         self._trigger_parts = []
-        words_done = 0
-        have = 0  # bytes in buf carried over from the previous read (a partial word)
+        data_bytes = self.path.stat().st_size - self.data_offset
+        n_total = max(0, data_bytes) // itemsize
+        word0 = 0
         with open(self.path, "rb") as f:
-            f.seek(self.data_offset)
-            while True:
-                got = f.readinto(memoryview(buf)[have:])
-                if not got:
-                    if have:
-                        self._trailing(have, words_done)
-                    return
-                total = have + got
-                nwords = total // itemsize
-                words = buf[: nwords * itemsize].view(self.word_dtype)
-                block_offset = self.data_offset + words_done * itemsize
-                pos = 0
-                out = None
-                while pos < nwords:
-                    if out is None:
-                        out = np.empty(cap, dtype=DVS_EVENT)
-                        filled = 0
-                        state[K.S_DISORDER] = 0
-                        state[K.S_OUTSIDE] = 0
-                    pos, k, ntrig, status, bad = self._run(words, pos, out[filled:], trig, state, width, height)
-                    filled += k
-                    if ntrig:
-                        self.counts["triggers"] += int(ntrig)
-                        if want_triggers:
-                            part = np.empty(ntrig, TRIGGER_EVENT)
-                            part["t"] = trig[0][:ntrig]
-                            part["id"] = trig[1][:ntrig]
-                            part["p"] = trig[2][:ntrig]
-                            self._trigger_parts.append(part)
-                    full = cap - filled < self.max_events_per_word
-                    if full or status == K.BAD_TYPE or pos >= nwords:
-                        if filled:
-                            self.counts["wraps_unwrapped"] = int(state[K.S_WRAPS])
-                            self.counts["time_low_backsteps_held"] = int(state[K.S_HELD])
-                            ok = bool(state[K.S_DISORDER] == 0 and state[K.S_OUTSIDE] == 0)
-                            for j in range(0, filled, chunk):
-                                yield out[j : min(filled, j + chunk)], ok
-                        out = None
-                    if status == K.BAD_TYPE:
-                        w = int(words[bad])
-                        raise self._fail(
-                            f"{self.version.upper()} word 0x{w:0{itemsize * 2}x} has reserved type "
-                            f"0x{w >> (itemsize * 8 - 4):x} (expected one of {self.known_types}); "
-                            "the file is corrupt or not this encoding",
-                            offset=block_offset + bad * itemsize,
+            while word0 < n_total:
+                first = self.data_offset + word0 * itemsize
+                base = first - first % mmap.ALLOCATIONGRANULARITY
+                nwords = min(n_total - word0, WINDOW_BYTES // itemsize)
+                mm = mmap.mmap(f.fileno(), first - base + nwords * itemsize, access=mmap.ACCESS_READ, offset=base)
+                words = None
+                try:
+                    words = np.frombuffer(mm, self.word_dtype, count=nwords, offset=first - base)
+                    pos = 0
+                    out = None
+                    while pos < nwords:
+                        if out is None:
+                            out = np.empty(cap, dtype=DVS_EVENT)
+                            out_bytes = out.view(np.uint8)
+                            filled = 0
+                            state[K.S_DISORDER] = 0
+                            state[K.S_OUTSIDE] = 0
+                        pos, k, ntrig, status, bad = self._run(
+                            words, pos, out_bytes[filled * DVS_EVENT.itemsize :], trig, state, width, height
                         )
-                self.counts["wraps_unwrapped"] = int(state[K.S_WRAPS])
-                self.counts["time_low_backsteps_held"] = int(state[K.S_HELD])
-                words_done += nwords
-                have = total - nwords * itemsize
-                if have:
-                    buf[:have] = buf[nwords * itemsize : total]
+                        filled += k
+                        if ntrig:
+                            self.counts["triggers"] += int(ntrig)
+                            if want_triggers:
+                                part = np.empty(ntrig, TRIGGER_EVENT)
+                                part["t"] = trig[0][:ntrig]
+                                part["id"] = trig[1][:ntrig]
+                                part["p"] = trig[2][:ntrig]
+                                self._trigger_parts.append(part)
+                        if status == K.BAD_TYPE:
+                            w = int(words[bad])
+                            raise self._fail(
+                                f"{self.version.upper()} word 0x{w:0{itemsize * 2}x} has reserved type "
+                                f"0x{w >> (itemsize * 8 - 4):x} (expected one of {self.known_types}); "
+                                "the file is corrupt or not this encoding",
+                                offset=first + bad * itemsize,
+                            )
+                        if cap - filled < self.max_events_per_word or pos >= nwords:
+                            if filled:
+                                self.counts["wraps_unwrapped"] = int(state[K.S_WRAPS])
+                                self.counts["time_low_backsteps_held"] = int(state[K.S_HELD])
+                                ok = bool(state[K.S_DISORDER] == 0 and state[K.S_OUTSIDE] == 0)
+                                for j in range(0, filled, chunk):
+                                    yield out[j : min(filled, j + chunk)], ok
+                            out = None
+                finally:
+                    words = None  # release the view before unmapping
+                    mm.close()
+                word0 += nwords
+        self.counts["wraps_unwrapped"] = int(state[K.S_WRAPS])
+        self.counts["time_low_backsteps_held"] = int(state[K.S_HELD])
+        if data_bytes > n_total * itemsize:
+            self._trailing(data_bytes - n_total * itemsize, n_total)
 
     def _trailing(self, nbytes: int, words_read: int) -> None:
         offset = self.data_offset + words_read * self.word_dtype.itemsize

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
-from llvmlite import ir
-from numba.core import cgutils, types
-from numba.extending import intrinsic
+
+from .memory import DVS_RECORD_BYTES, load8, load_byte, put_dvs, store8
 
 __all__ = [
     "OK", "NEED_DATA", "OUT_FULL", "NEED_SCRATCH", "BAD_PACKET", "BAD_LZ4", "BAD_FLATBUFFER",
@@ -31,35 +30,6 @@ BAD_FLATBUFFER = 6
 _LZ4_MAGIC = 0x184D2204
 
 
-@intrinsic
-def _load8(typingctx, arr, index):
-    """Unaligned 8-byte load from a uint8 array (no bounds check: callers keep ``index + 8 <= len``)."""
-    sig = types.uint64(arr, index)
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = builder.gep(ary.data, [args[1]])
-        ptr = builder.bitcast(ptr, ir.IntType(64).as_pointer())
-        return builder.load(ptr, align=1)
-
-    return sig, codegen
-
-
-@intrinsic
-def _store8(typingctx, arr, index, value):
-    """Unaligned 8-byte store into a uint8 array (no bounds check: callers keep ``index + 8 <= len``)."""
-    sig = types.void(arr, index, value)
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = builder.gep(ary.data, [args[1]])
-        ptr = builder.bitcast(ptr, ir.IntType(64).as_pointer())
-        builder.store(args[2], ptr, align=1)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 @nb.njit(cache=True, nogil=True, inline="always")
 def _u32(b, i):
     return np.int64(b[i]) | (np.int64(b[i + 1]) << 8) | (np.int64(b[i + 2]) << 16) | (np.int64(b[i + 3]) << 24)
@@ -73,26 +43,33 @@ def _u16(b, i):
 @nb.njit(cache=True, nogil=True)
 def _lz4_block(src, ip, iend, dst, op, oend):
     """Decode one LZ4 block ``src[ip:iend]`` to ``dst[op:]``; earlier output is the dictionary. Returns the new
-    output position, or -1 if the block is malformed or would overflow ``dst[:oend]``."""
+    output position, or -1 if the block is malformed or would overflow ``dst[:oend]``.
+
+    Copies go 8 bytes at a time and may write up to 15 bytes past their end (overwritten by the next copy, and
+    only where ``dst`` has room for it); reads stay inside ``src``."""
+    slen = src.shape[0]
+    dlen = dst.shape[0]
     while ip < iend:
-        token = np.int64(src[ip])
+        token = load_byte(src, ip)
         ip += 1
         lit = token >> 4
         if lit == 15:
             while True:
                 if ip >= iend:
                     return -1
-                b = np.int64(src[ip])
+                b = load_byte(src, ip)
                 ip += 1
                 lit += b
                 if b != 255:
                     break
         if ip + lit > iend or op + lit > oend:
             return -1
-        if ip + lit + 8 <= src.shape[0] and op + lit + 8 <= dst.shape[0]:
-            # wild copy, 8 bytes at a time: may write up to 7 bytes past the literals, overwritten next
+        if lit <= 16 and ip + 16 <= slen and op + 16 <= dlen:
+            store8(dst, op, load8(src, ip))  # the common short run: two fixed copies, no loop
+            store8(dst, op + 8, load8(src, ip + 8))
+        elif ip + lit + 8 <= slen and op + lit + 8 <= dlen:
             for j in range(0, lit, 8):
-                _store8(dst, op + j, _load8(src, ip + j))
+                store8(dst, op + j, load8(src, ip + j))
         else:
             for j in range(lit):
                 dst[op + j] = src[ip + j]
@@ -102,7 +79,7 @@ def _lz4_block(src, ip, iend, dst, op, oend):
             break  # the last sequence holds literals only
         if ip + 2 > iend:
             return -1
-        offset = _u16(src, ip)
+        offset = load_byte(src, ip) | (load_byte(src, ip + 1) << 8)
         ip += 2
         if offset == 0 or offset > op:
             return -1
@@ -111,7 +88,7 @@ def _lz4_block(src, ip, iend, dst, op, oend):
             while True:
                 if ip >= iend:
                     return -1
-                b = np.int64(src[ip])
+                b = load_byte(src, ip)
                 ip += 1
                 mlen += b
                 if b != 255:
@@ -120,10 +97,13 @@ def _lz4_block(src, ip, iend, dst, op, oend):
         if op + mlen > oend:
             return -1
         m = op - offset
-        if offset >= 8 and op + mlen + 8 <= dst.shape[0]:
+        if mlen <= 16 and offset >= 16 and op + 16 <= dlen:
+            store8(dst, op, load8(dst, m))
+            store8(dst, op + 8, load8(dst, m + 8))
+        elif offset >= 8 and op + mlen + 8 <= dlen:
             # source and destination are ≥ 8 apart: each 8-byte step reads bytes already final
             for j in range(0, mlen, 8):
-                _store8(dst, op + j, _load8(dst, m + j))
+                store8(dst, op + j, load8(dst, m + j))
         else:
             # byte by byte, forward: an overlapping match (offset < length) repeats the last ``offset`` bytes
             for j in range(mlen):
@@ -237,49 +217,24 @@ def _events_vector(fb, start, end):
 
 
 @nb.njit(cache=True, nogil=True)
-def _copy_events(fb, pos, n, out, k, last_t, width, height):
-    """Copy ``n`` Event structs at ``fb[pos:]`` to ``out[k:]``; returns (last t, 1 if any event went back in time
-    or fell outside ``width × height``)."""
+def _copy_events(fb, pos, n, outb, k, last_t, width, height):
+    """Copy ``n`` Event structs at ``fb[pos:]`` (inside ``fb``, checked by the caller) to records ``k..`` of
+    ``outb``; returns (last t, 1 if any event went back in time or fell outside ``width × height``)."""
     bad = 0
     for i in range(n):
         b = pos + 16 * i
-        t = np.int64(0)
-        for j in range(8):
-            t |= np.int64(fb[b + j]) << (8 * j)
-        x = np.int16(_u16(fb, b + 8))
-        y = np.int16(_u16(fb, b + 10))
-        bad |= (t < last_t) | (x < 0) | (x >= width) | (y < 0) | (y >= height)
+        t = np.int64(load8(fb, b))
+        w = np.int64(load8(fb, b + 8))  # x i16, y i16, on u8, 3 padding bytes
+        x = w & 0xFFFF
+        y = (w >> 16) & 0xFFFF
+        bad |= (t < last_t) | (x >= width) | (y >= height)  # a negative x or y reads as ≥ 32768 here
         last_t = t
-        e = out[k + i]
-        e.t = t
-        e.x = x
-        e.y = y
-        e.p = fb[b + 12] != 0
+        put_dvs(outb, k + i, x | (y << 16), t, ((w >> 32) & 0xFF) != 0)
     return last_t, bad
 
 
 @nb.njit(cache=True, nogil=True)
-def _copy_events_aligned(fb64, fb16, fb, pos, n, out, k, last_t, width, height):
-    """Same as _copy_events for an 8-aligned vector: whole-word loads instead of byte assembly."""
-    w = pos >> 3
-    h = pos >> 1
-    bad = 0
-    for i in range(n):
-        t = fb64[w + 2 * i]
-        x = fb16[h + 8 * i + 4]
-        y = fb16[h + 8 * i + 5]
-        bad |= (t < last_t) | (x < 0) | (x >= width) | (y < 0) | (y >= height)
-        last_t = t
-        e = out[k + i]
-        e.t = t
-        e.x = x
-        e.y = y
-        e.p = fb[pos + 16 * i + 12] != 0
-    return last_t, bad
-
-
-@nb.njit(cache=True, nogil=True)
-def walk_packets(buf, start, end, stream_id, trigger_id, lz4, scratch, out, k, skipped, detail, width, height):
+def walk_packets(buf, start, end, stream_id, trigger_id, lz4, scratch, outb, k, skipped, detail, width, height):
     """Decode the packets in ``buf[start:end]``: events of ``stream_id`` go to ``out[k:]``, packets of other streams
     are counted in ``skipped[stream]`` (streams ≥ its length in the last slot), and the events of ``trigger_id``
     packets are counted in ``detail[3]``.
@@ -289,9 +244,7 @@ def walk_packets(buf, start, end, stream_id, trigger_id, lz4, scratch, out, k, s
     [1] the last time seen; [2] 1 once an event went back in time or fell outside the sensor; [3] triggers.
     """
     pos = start
-    cap = out.shape[0]
-    s64 = scratch.view(np.int64)
-    s16 = scratch.view(np.int16)
+    cap = outb.shape[0] // DVS_RECORD_BYTES
     nskip = skipped.shape[0]
     while True:
         if pos + 8 > end:
@@ -337,12 +290,10 @@ def walk_packets(buf, start, end, stream_id, trigger_id, lz4, scratch, out, k, s
         if k + n > cap:
             detail[0] = n
             return pos, k, OUT_FULL
-        if lz4 and vec % 8 == 0:
-            last_t, bad = _copy_events_aligned(s64, s16, scratch, vec, n, out, k, detail[1], width, height)
-        elif lz4:
-            last_t, bad = _copy_events(scratch, vec, n, out, k, detail[1], width, height)
+        if lz4:
+            last_t, bad = _copy_events(scratch, vec, n, outb, k, detail[1], width, height)
         else:
-            last_t, bad = _copy_events(buf, vec, n, out, k, detail[1], width, height)
+            last_t, bad = _copy_events(buf, vec, n, outb, k, detail[1], width, height)
         detail[1] = last_t
         detail[2] |= bad
         k += n

@@ -1,7 +1,7 @@
 """Prophesee EVT 2.0 / 2.1 / 3.0 word decoders.
 
-Each decoder is resumable: it decodes words from ``start`` until the input ends or the output buffer cannot take
-the next word's events, keeps its decoding state in a small int64 array ``state`` between calls, and returns
+Each decoder is resumable: it decodes words from ``start`` until the input ends or the output buffer (``outb``: a
+packed ``DVS_EVENT`` array seen as uint8) cannot take the next word's events, keeps its decoding state in a small int64 array ``state`` between calls, and returns
 ``(next_word, n_events, n_triggers, status, status_word)``. ``status`` is 0 (fine), ``BAD_TYPE`` (a reserved word
 type at ``status_word``). Order and bounds are checked on the fly: ``state[S_DISORDER]`` / ``state[S_OUTSIDE]`` turn
 1 when an event went back in time or fell outside ``width × height``; the reader then rescans that chunk to name the
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+
+from .memory import DVS_RECORD_BYTES, load_u16, load_u32, put_dvs
 
 __all__ = [
     "BAD_TYPE",
@@ -37,7 +39,6 @@ S_DISORDER = 3  # 1 once an event went back in time in the current chunk
 S_OUTSIDE = 4  # 1 once an event fell outside the sensor in the current chunk
 S_TIME_BASE = 5  # EVT 2.x: unwrapped TIME_HIGH << 6; EVT 3.0: current (held) time
 S_TH_RAW = 6  # raw TIME_HIGH of the last time word (-1 before the first)
-S_TL_RAW = 7  # EVT 3.0: raw TIME_LOW
 S_Y = 8  # EVT 3.0: current row
 S_X = 9  # EVT 3.0: vector base column
 S_POL = 10  # EVT 3.0: vector polarity
@@ -52,10 +53,10 @@ def new_state() -> np.ndarray:
 
 
 @nb.njit(cache=True, nogil=True)
-def evt2_decode(words, start, out, trig_t, trig_id, trig_p, state, width, height):
+def evt2_decode(words, start, outb, trig_t, trig_id, trig_p, state, width, height):
     """EVT 2.0: 32-bit words; CD_OFF 0x0 / CD_ON 0x1 (t low 6 bits, x 11, y 11), TIME_HIGH 0x8 (28 bits),
     EXT_TRIGGER 0xA, OTHERS 0xE and CONTINUED 0xF (ignored); anything else is reserved."""
-    cap = out.shape[0]
+    cap = outb.shape[0] // DVS_RECORD_BYTES
     tcap = trig_t.shape[0]
     n = words.shape[0]
     k = 0
@@ -69,9 +70,9 @@ def evt2_decode(words, start, out, trig_t, trig_id, trig_p, state, width, height
     y_max = 0
     i = start
     status = 0
-    # The hot path is the CD branch: checks are folded into flags and maxima (no branch per event).
+    # The hot path is the CD branch: checks are folded into a flag and maxima (no branch per event).
     while i < n:
-        w = words[i]
+        w = load_u32(words, i)  # 0 <= i < n
         typ = w >> 28
         if typ <= 1:
             if k >= cap:
@@ -83,13 +84,10 @@ def evt2_decode(words, start, out, trig_t, trig_id, trig_p, state, width, height
             last_t = t
             x_max = max(x_max, x)
             y_max = max(y_max, y)
-            out[k].x = x
-            out[k].y = y
-            out[k].t = t
-            out[k].p = typ == 1
+            put_dvs(outb, k, x | (y << 16), t, typ)  # 0 <= k < cap
             k += 1
         elif typ == 8:
-            th = np.int64(w & 0xFFFFFFF)
+            th = w & 0xFFFFFFF
             if th_raw >= 0 and th_raw - th > (1 << 27):
                 wraps += 1
             th_raw = th
@@ -116,11 +114,11 @@ def evt2_decode(words, start, out, trig_t, trig_id, trig_p, state, width, height
 
 
 @nb.njit(cache=True, nogil=True)
-def evt21_decode(words, start, out, trig_t, trig_id, trig_p, state, width, height, swap_halves):
+def evt21_decode(words, start, outb, trig_t, trig_id, trig_p, state, width, height, swap_halves):
     """EVT 2.1: 64-bit words; EVT_NEG 0x0 / EVT_POS 0x1 carry t low 6 bits, a 32-aligned x, y and a 32-bit valid
     mask (bit i = pixel x + i); TIME_HIGH 0x8 (28 bits), EXT_TRIGGER 0xA, OTHERS 0xE, CONTINUED 0xF.
     ``swap_halves`` is for the legacy IMX636 byte order (high 32-bit half first)."""
-    cap = out.shape[0]
+    cap = outb.shape[0] // DVS_RECORD_BYTES
     n = words.shape[0]
     k = 0
     ntrig = 0
@@ -150,22 +148,19 @@ def evt21_decode(words, start, out, trig_t, trig_id, trig_p, state, width, heigh
                 last_t = t
                 if y >= height:
                     outside = 1
-                pol = typ == 1
-                while valid != 0:
-                    b = 0
-                    # lowest set bit first: pixels come out in increasing x
-                    while (valid >> b) & 1 == 0:
-                        b += 1
-                    valid &= valid - 1
-                    x = x0 + b
-                    if x >= width:
-                        outside = 1
-                    e = out[k]
-                    e.x = x
-                    e.y = y
-                    e.t = t
-                    e.p = pol
-                    k += 1
+                yy = y << 16
+                top = 31
+                while (valid >> top) & 1 == 0:
+                    top -= 1
+                if x0 + top >= width:
+                    outside = 1
+                b = 0
+                while valid != 0:  # lowest set bit first: pixels come out in increasing x
+                    if valid & 1:
+                        put_dvs(outb, k, (x0 + b) | yy, t, typ)  # k < cap - 32 checked above
+                        k += 1
+                    valid >>= 1
+                    b += 1
         elif typ == 8:
             th = np.int64((w >> np.uint64(32)) & np.uint64(0xFFFFFFF))
             if th_raw >= 0 and th_raw - th > (1 << 27):
@@ -193,49 +188,67 @@ def evt21_decode(words, start, out, trig_t, trig_id, trig_p, state, width, heigh
 
 
 @nb.njit(cache=True, nogil=True)
-def evt3_decode(words, start, out, trig_t, trig_id, trig_p, state, width, height):
+def evt3_decode(words, start, outb, trig_t, trig_id, trig_p, state, width, height):
     """EVT 3.0: 16-bit words. ADDR_Y 0x0 (row), ADDR_X 0x2 (one event), VECT_BASE_X 0x3, VECT_12 0x4, VECT_8 0x5
     (vectors of events from the base column, which then advances), TIME_LOW 0x6 / TIME_HIGH 0x8 (12 bits each of
-    a 24-bit µs counter; TIME_HIGH clears the low part), EXT_TRIGGER 0xA, CONTINUED 0x7/0xF and OTHERS 0xE
+    a 24-bit µs counter; a new TIME_HIGH clears the low part), EXT_TRIGGER 0xA, CONTINUED 0x7/0xF and OTHERS 0xE
     (ignored). Time never goes back: a time word behind the latest time is held at it and counted, unless it is
     more than half the counter range behind, which is a wrap."""
-    cap = out.shape[0]
+    cap = outb.shape[0] // DVS_RECORD_BYTES
     n = words.shape[0]
     k = 0
     ntrig = 0
     t = state[S_TIME_BASE]
     th_raw = state[S_TH_RAW]
-    tl_raw = state[S_TL_RAW]
     wraps = state[S_WRAPS]
     held = state[S_HELD]
     y = state[S_Y]
     xb = state[S_X]
-    pol = state[S_POL] == 1
-    outside = state[S_OUTSIDE]
+    pol = state[S_POL]
+    hi = (wraps << 24) + (max(th_raw, 0) << 12)  # the time base of the current TIME_HIGH
+    x_max = 0
+    y_max = 0
     i = start
     status = 0
     while i < n:
-        w = np.int64(words[i])
+        w = load_u16(words, i)  # 0 <= i < n
         typ = w >> 12
-        if typ == 0x0:
-            y = w & 0x7FF
-            if y >= height:
-                outside = 1
-        elif typ == 0x2:
+        if typ == 0x2:
             if k >= cap:
                 break
             x = w & 0x7FF
-            if x >= width or y >= height:
-                outside = 1
-            e = out[k]
-            e.x = x
-            e.y = y
-            e.t = t
-            e.p = (w >> 11) & 1 == 1
+            x_max = max(x_max, x)
+            put_dvs(outb, k, x | (y << 16), t, (w >> 11) & 1)  # 0 <= k < cap
             k += 1
-        elif typ == 0x3:
-            xb = w & 0x7FF
-            pol = (w >> 11) & 1 == 1
+        elif typ == 0x0:
+            y = w & 0x7FF
+            y_max = max(y_max, y)
+        elif typ == 0x6:
+            if th_raw < 0:
+                th_raw = 0
+            cand = hi + (w & 0xFFF)
+            if cand >= t:
+                t = cand
+            elif t - cand > (1 << 23):
+                wraps += 1
+                hi += 1 << 24
+                t = cand + (1 << 24)
+            else:
+                held += 1
+        elif typ == 0x8:
+            th = w & 0xFFF
+            if th != th_raw:
+                # a new high part starts its low part at 0; TIME_HIGH repeated unchanged changes nothing
+                th_raw = th
+                hi = (wraps << 24) + (th << 12)
+                if hi >= t:
+                    t = hi
+                elif t - hi > (1 << 23):
+                    wraps += 1
+                    hi += 1 << 24
+                    t = hi
+                else:
+                    held += 1
         elif typ == 0x4 or typ == 0x5:
             if k + 12 > cap:
                 break
@@ -246,44 +259,19 @@ def evt3_decode(words, start, out, trig_t, trig_id, trig_p, state, width, height
                 valid = w & 0xFF
                 span = 8
             if valid != 0:
-                if y >= height:
-                    outside = 1
-                # check the last column the vector can reach once instead of per pixel
-                hi = 11
-                while (valid >> hi) & 1 == 0:
-                    hi -= 1
-                if xb + hi >= width:
-                    outside = 1
+                top = 11
+                while (valid >> top) & 1 == 0:
+                    top -= 1
+                x_max = max(x_max, xb + top)  # the last column the vector reaches, checked once
+                yy = y << 16
                 for b in range(span):
                     if (valid >> b) & 1:
-                        e = out[k]
-                        e.x = xb + b
-                        e.y = y
-                        e.t = t
-                        e.p = pol
+                        put_dvs(outb, k, (xb + b) | yy, t, pol)  # k + 12 <= cap checked above
                         k += 1
             xb += span
-        elif typ == 0x6 or typ == 0x8:
-            if typ == 0x6:
-                tl_raw = w & 0xFFF
-                if th_raw < 0:
-                    th_raw = 0
-            else:
-                th = w & 0xFFF
-                if th != th_raw:
-                    # a new high part starts its low part at 0; TIME_HIGH repeated unchanged changes nothing
-                    th_raw = th
-                    tl_raw = 0
-            cand = (wraps << 24) + (th_raw << 12) + tl_raw
-            if cand < t:
-                if t - cand > (1 << 23):
-                    wraps += 1
-                    cand += 1 << 24
-                    t = cand
-                else:
-                    held += 1
-            else:
-                t = cand
+        elif typ == 0x3:
+            xb = w & 0x7FF
+            pol = (w >> 11) & 1
         elif typ == 0xA:
             if ntrig >= trig_t.shape[0]:
                 break
@@ -297,12 +285,12 @@ def evt3_decode(words, start, out, trig_t, trig_id, trig_p, state, width, height
         i += 1
     state[S_TIME_BASE] = t
     state[S_TH_RAW] = th_raw
-    state[S_TL_RAW] = tl_raw
     state[S_WRAPS] = wraps
     state[S_HELD] = held
     state[S_Y] = y
     state[S_X] = xb
-    state[S_POL] = 1 if pol else 0
+    state[S_POL] = pol
     state[S_LAST_T] = t
-    state[S_OUTSIDE] = outside
+    if x_max >= width or y_max >= height:
+        state[S_OUTSIDE] = 1
     return i, k, ntrig, status, i

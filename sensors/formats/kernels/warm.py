@@ -17,12 +17,13 @@ __all__ = ["warm_up"]
 def warm_up() -> None:
     out = np.empty(64, DVS_EVENT)
     tt, ti, tp = np.empty(4, np.int64), np.empty(4, np.uint8), np.empty(4, np.bool_)
-    evt.evt2_decode(np.zeros(1, np.uint32), 0, out, tt, ti, tp, evt.new_state(), 1, 1)
-    evt.evt21_decode(np.zeros(1, np.uint64), 0, out, tt, ti, tp, evt.new_state(), 1, 1, False)
-    evt.evt3_decode(np.zeros(1, np.uint16), 0, out, tt, ti, tp, evt.new_state(), 1, 1)
+    outb = out.view(np.uint8)
+    evt.evt2_decode(np.zeros(1, np.uint32), 0, outb, tt, ti, tp, evt.new_state(), 1, 1)
+    evt.evt21_decode(np.zeros(1, np.uint64), 0, outb, tt, ti, tp, evt.new_state(), 1, 1, False)
+    evt.evt3_decode(np.zeros(1, np.uint16), 0, outb, tt, ti, tp, evt.new_state(), 1, 1)
     es.es_decode(np.zeros(1, np.uint8), 0, out, np.zeros(es.ES_STATE_SIZE, np.int64), False, 1)
     data = np.zeros(16, np.uint8)
-    aedat4.walk_packets(data, 0, 0, 0, -1, True, np.zeros(64, np.uint8), out, 0, np.zeros(4, np.int64),
+    aedat4.walk_packets(data, 0, 0, 0, -1, True, np.zeros(64, np.uint8), outb, 0, np.zeros(4, np.int64),
                         np.zeros(4, np.int64), 1, 1)
     aedat4.lz4_frame_decode(data, 0, 0, data)
     common.first_disorder(out["t"][:1], 0)
