@@ -47,8 +47,8 @@ class SegmenterState:
     y_off: float
     y: float = 0.0
     t_y: int = 0
-    next_frame: int = 0
-    scores: list = field(default_factory=list)
+    spike_t: list = field(default_factory=list)  # distinct readout spike times ...
+    spike_y: list = field(default_factory=list)  # ... and the trace right after each (the score track derives)
     open: bool = False
     start_us: int = 0
     decided_us: int = 0
@@ -94,11 +94,15 @@ class SpeechSegmenter:
         out: list[tuple[int, int, float, int]] = []
         t = packet.events["t"]
         if t.shape[0]:
-            times, counts = np.unique(t, return_counts=True)
-            for ti, n in zip(times.tolist(), counts.tolist()):
+            first = np.flatnonzero(np.diff(t)) + 1  # events are sorted: runs of equal t are simultaneous
+            times = t[np.concatenate(([0], first))].tolist()
+            counts = np.diff(np.concatenate(([0], first, [t.shape[0]]))).tolist()
+            for ti, n in zip(times, counts):
                 self._advance(state, ti, out, inclusive=True)
                 state.y = state.y * math.exp(-(ti - state.t_y) / self.tau_us) + n
                 state.t_y = ti
+                state.spike_t.append(ti)
+                state.spike_y.append(state.y)
                 state.spikes += n
                 if state.y >= state.y_off and (state.open or state.y >= state.y_on):
                     state.t_fall = ti + int(math.ceil(self.tau_us * math.log(state.y / state.y_off)))
@@ -126,29 +130,31 @@ class SpeechSegmenter:
         return [Packet(_decisions(out), state.wm_us + 1)]  # committed at the end of the stream
 
     def result(self, state: SegmenterState) -> dict[str, Any]:
-        res: dict[str, Any] = {"segments": list(state.segments), "score_frames": state.next_frame,
+        res: dict[str, Any] = {"segments": list(state.segments), "score_frames": state.wm_us // FRAME_US,
                                "readout_spikes": state.spikes}
         if self.scores_path is not None:
             res["scores_path"] = str(self.scores_path)
         return res
 
     def scores(self, state: SegmenterState) -> np.ndarray:
-        """Score per 10 ms frame so far (float32)."""
-        return np.concatenate(state.scores) if state.scores else np.zeros(0, np.float32)
+        """Score per 10 ms frame whose end the watermark has passed (float32), from the spike history: the
+        score at frame k's end (k+1)·10 ms is the trace after the last spike before it, decayed to that time."""
+        n = state.wm_us // FRAME_US
+        ends = (np.arange(n, dtype=np.int64) + 1) * FRAME_US
+        if not state.spike_t:
+            return np.zeros(n, np.float32)
+        st = np.asarray(state.spike_t, np.int64)
+        sy = np.asarray(state.spike_y, np.float64)
+        i = np.searchsorted(st, ends, side="left") - 1  # spikes at t < end
+        y = np.where(i >= 0, sy[np.maximum(i, 0)] * np.exp(-(ends - st[np.maximum(i, 0)]) / self.tau_us), 0.0)
+        return (1.0 - np.exp(-y / self.y_scale)).astype(np.float32)
 
     # ---- internals ------------------------------------------------------------------------------------------
     def _score(self, y: float) -> float:
         return 1.0 - math.exp(-y / self.y_scale)
 
     def _advance(self, state: SegmenterState, t_now: int, out: list, *, inclusive: bool) -> None:
-        """Bring frames and segment up to ``t_now``: a spike at ``t_now`` (inclusive) or a watermark."""
-        last_frame = t_now // FRAME_US - 1  # frames whose end (k+1)·10 ms ≤ t_now are complete
-        if last_frame >= state.next_frame:
-            k = np.arange(state.next_frame, last_frame + 1, dtype=np.int64)
-            ends = (k + 1) * FRAME_US
-            y = state.y * np.exp(-(ends - state.t_y) / self.tau_us)
-            state.scores.append((1.0 - np.exp(-y / self.y_scale)).astype(np.float32))
-            state.next_frame = last_frame + 1
+        """Bring the segment up to ``t_now``: a spike at ``t_now`` (inclusive) or a watermark."""
         if state.open:
             deadline = state.t_fall + self.hangover_us
             if deadline < t_now or (inclusive and deadline == t_now):

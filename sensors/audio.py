@@ -84,6 +84,8 @@ def _window(rate: int, total: int, start_us: int | None, duration_us: int | None
 def _to_mono(block: np.ndarray, channel: int | None, path: str) -> np.ndarray:
     if block.ndim == 1:
         return block
+    if block.shape[1] == 1 and channel in (None, 0):
+        return block[:, 0]
     if channel is None:
         return block.mean(axis=1, dtype=np.float32)
     if not 0 <= channel < block.shape[1]:
@@ -131,11 +133,12 @@ class AudioFileSource:
         spec = pcm_spec(rate, source=self.name, path=path)
 
         def packets() -> Iterator[Packet]:
+            # decode about half a second per call (libsndfile calls cost more than the samples), emit blocks
+            chunk = block * max(1, (rate // 2) // block)
             n = first
             while n < stop:
-                want = min(block, stop - n)
                 try:
-                    data = f.read(want, dtype="float32", always_2d=True)
+                    data = f.read(min(chunk, stop - n), dtype="float32", always_2d=True)
                 except (sf.LibsndfileError, RuntimeError) as exc:
                     raise FormatError(path, f"decoding failed near sample {n}: {exc}") from None
                 if data.shape[0] == 0:
@@ -146,7 +149,8 @@ class AudioFileSource:
                     info["samples_missing_vs_header"] = stop - n
                     return
                 x = _to_mono(data, self.channel, path)
-                yield pcm_packet(x, n, rate)
+                for a in range(0, x.shape[0], block):
+                    yield pcm_packet(x[a:a + block], n + a, rate)
                 n += data.shape[0]
 
         return OpenIter(spec, packets(), info=info, on_close=f.close)

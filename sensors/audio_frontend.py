@@ -23,7 +23,7 @@ the squaring accumulator) and 2 per active channel and frame (smoothing, thresho
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +39,8 @@ PCM_SAMPLE = np.dtype([("t", "<i8"), ("v", "<f4")])
 """Raw mono audio moving between an audio source and the front end: one record per sample, ``t`` the sample's
 time in µs from the first sample (floor(n × 10⁶ / rate)), ``v`` the sample value in [-1, 1]."""
 
+_EMPTY = np.empty(0, AUDIO_EVENT)
+_EMPTY.flags.writeable = False
 MIN_RATE_HZ = 4000
 MAX_RATE_HZ = 384000
 
@@ -88,6 +90,10 @@ class FrontEndState:
     events: int = 0
     resyncs: int = 0  # packets whose first sample was not the one expected (a live source dropped samples)
     started: bool = False
+    n_active: int = 0
+    out_t: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    out_x: np.ndarray = field(default_factory=lambda: np.empty(0, np.int16))
+    out_p: np.ndarray = field(default_factory=lambda: np.empty(0, np.bool_))
 
 
 @dataclass(frozen=True)
@@ -151,7 +157,7 @@ class AudioFrontEnd:
             beta=1.0 - math.exp(-1000.0 / self.tau_env_us),
             floor_pow=floor_pow, ratio=10.0 ** (self.delta_db / 10.0),
             xh=np.zeros(2), y1=np.zeros(c), y2=np.zeros(c), acc=np.zeros(c), env=np.zeros(c),
-            ref=np.full(c, floor_pow),
+            ref=np.full(c, floor_pow), n_active=int(active.sum()),
         )
         _warm_up()
         return state
@@ -162,7 +168,7 @@ class AudioFrontEnd:
             raise TypeError(f"AudioFrontEnd: expected PCM sample packets (dtype {PCM_SAMPLE}), got dtype {ev.dtype}")
         n = ev.shape[0]
         if n == 0:
-            return state, [packet.derive(np.empty(0, AUDIO_EVENT))]
+            return state, [packet.derive(_EMPTY)]
         x = ev["v"]
         if not np.isfinite(x).all():
             bad = int(np.argmax(~np.isfinite(x)))
@@ -207,19 +213,23 @@ class AudioFrontEnd:
         n0 = state.n_samples
         frames_max = (n + n0) * 1000 // state.rate_hz - n0 * 1000 // state.rate_hz + 1
         cap = frames_max * self.channels * self.max_events_per_frame
-        out_t = np.empty(cap, np.int64)
-        out_x = np.empty(cap, np.int16)
-        out_p = np.empty(cap, np.bool_)
+        if state.out_t.shape[0] < cap:  # output buffers are reused across packets
+            state.out_t = np.empty(cap, np.int64)
+            state.out_x = np.empty(cap, np.int16)
+            state.out_p = np.empty(cap, np.bool_)
+        out_t, out_x, out_p = state.out_t, state.out_x, state.out_p
         ne, frames = frontend_block(
             x, n0, state.rate_hz, state.b0, state.a1, state.a2, state.active, state.beta, state.floor_pow,
             state.ratio, self.max_events_per_frame, state.xh, state.y1, state.y2, state.acc, state.env, state.ref,
             out_t, out_x, out_p,
         )
-        n_active = int(state.active.sum())
+        n_active = state.n_active
         state.n_samples = n0 + n
         state.frames += frames
         state.frontend_macs += n_active * (MACS_PER_SAMPLE * n + MACS_PER_FRAME * frames)
         state.events += ne
+        if ne == 0:
+            return _EMPTY
         events = np.empty(ne, AUDIO_EVENT)
         events["t"] = out_t[:ne]
         events["x"] = out_x[:ne]

@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-s", type=float, default=4.0, help="length of each training clip")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--rate-penalty", type=float, default=0.5, help="weight of the hidden spike-rate penalty")
+    p.add_argument("--rate-penalty", type=float, default=2.0, help="weight of the hidden spike-rate penalty")
+    p.add_argument("--clip-grad", type=float, default=1.0, help="gradient norm clipping")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--val-every", type=int, default=100)
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (bool(torch.isfinite(loss.detach())) and grads_ok):
             say(f"step {step}: non-finite loss or gradient, batch skipped")
             continue
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip_grad)
         opt.step()
         if step % args.val_every == 0:
             with torch.no_grad():
