@@ -4,7 +4,8 @@ Layout (iniVation's AEDAT 4.0 description): ``#!AER-DAT4.0\r\n``, an int32 size 
 (compression, data-table position, and an XML description of the streams with their type identifier and
 geometry), then packets ``int32 stream id, int32 size, size bytes`` up to the data table. Uncompressed and LZ4
 files are decoded by our numba kernels (``kernels/aedat4.py``: LZ4 frames, flatbuffer ``EventPacket``s, one call
-per block of the file); ZSTD files by the ``aedat`` package (Rust), one packet in memory at a time. The first
+walks every packet of a memory-mapped window of the file); ZSTD files by the ``aedat`` package (Rust), one
+packet in memory at a time. The first
 ``EVTS`` stream is read; frame, IMU and other packets are skipped and counted per kind in
 ``counts["skipped_packets"]``; trigger events are counted and returned by ``triggers()``.
 """

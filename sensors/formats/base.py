@@ -1,8 +1,15 @@
 """The reader contract shared by every file format, and the time rules every reader applies.
 
 A reader decodes a file into chunks of events (``DVS_EVENT`` or ``AUDIO_EVENT``), each chunk sorted by ``t``
-and never earlier than the chunk before, in bounded memory: it reads the file a block at a time and keeps
-nothing else, so a 10 GB recording replays in the same memory as a 10 MB one.
+and never earlier than the chunk before, in bounded memory: it reads (or memory-maps) the file a window at a
+time and keeps nothing else, so a 10 GB recording replays in the same memory as a 10 MB one.
+
+* ``wraps_unwrapped`` etc. below are the time rules; ``time_low_backsteps_held`` counts time words that stepped
+  back (EVT 3.0), ``order_repairs`` events moved by ``repair_order``.
+* Events outside the sensor (x or y ≥ the size, or negative) are a :class:`~runtime.errors.FormatError` naming
+  the event index and where the size came from; pass the right ``sensor_size`` to read such a file.
+* ``skipped_packets`` also counts dropped non-polarity records by kind: jAER APS/IMU samples, AEDAT 3.1 events
+  whose valid mark is 0.
 
 Time rules (issue 3, item 2), counted in ``reader.counts``:
 
