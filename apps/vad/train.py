@@ -110,10 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     if best[1] is not None:
         net.load_state_dict(best[1])
     train_s = time.perf_counter() - t_start
+    with torch.no_grad():
+        vy, _ = net(val_x)
+    segmenter, seg_metrics = tune_segmenter(vy.numpy(), val_y, cfg)
+    say(f"segmenter on validation mixtures: {segmenter} → {seg_metrics}")
     info = {"steps": step, "best_step": best[2], "best_val_balanced_accuracy": best[0], "train_s": round(train_s, 1),
             "seed": args.seed, "batch": args.batch, "clip_s": args.clip_s, "synth_utterances": args.synth,
-            "history": history[-10:]}
-    save_network(args.out, net, frontend, info)
+            "lr": args.lr, "rate_penalty": args.rate_penalty, "segmenter_val": seg_metrics, "history": history[-10:]}
+    save_network(args.out, net, frontend, info, segmenter)
     say(f"wrote {args.out} after {step} steps in {train_s / 60:.1f} min (best val BA {best[0]:.3f} at step {best[2]})")
     return 0
 
@@ -142,6 +146,59 @@ def _loss(score, lab):
     wn = 0.5 / (1 - lab).mean().clamp(min=0.05)
     w = lab * ws + (1 - lab) * wn
     return -(w * (lab * torch.log(score + 0.02) + (1 - lab) * torch.log(1 - score + 1e-6))).mean()
+
+
+def tune_segmenter(y: np.ndarray, lab_ms: np.ndarray, cfg) -> tuple[dict, dict]:
+    """Pick the segmenter's thresholds and hangover on validation mixtures (never the labelled clips), running the
+    real sink on the readout spikes, and calibrate ``onset_lead_us`` as the median commit delay after an onset."""
+    from graphs.vad_segmenter import SpeechSegmenter
+    from runtime.events import SPIKE_EVENT
+    from runtime.spec import spike_spec
+    from runtime.testing import cut_at, run_stage
+
+    from .metrics import frame_metrics, frames_from_segments
+
+    ay = cfg.decays()[2]
+    streams = []
+    for yb in y:
+        counts = np.rint(yb - ay * np.concatenate([[0.0], yb[:-1]])).astype(np.int64)
+        t = np.repeat(np.arange(counts.size, dtype=np.int64) * cfg.bin_us + cfg.bin_us - 63, np.maximum(counts, 0))
+        ev = np.zeros(t.size, SPIKE_EVENT)
+        ev["t"] = t
+        streams.append((ev, counts.size * cfg.bin_us))
+    n_frames = lab_ms.shape[1] // 10
+    labels = lab_ms[:, 5::10][:, :n_frames].astype(bool)
+    spec = spike_spec((cfg.readout,))
+
+    def segments_of(seg):
+        return [seg.result(run_stage(seg, spec, cut_at(ev, [], t_end_us=t_end))[1])["segments"] for ev, t_end in streams]
+
+    best = None
+    for on in (0.4, 0.5, 0.6, 0.7):
+        for off in (0.2, 0.3, 0.4):
+            if off > on:
+                continue
+            for hang_ms in (100, 200, 300, 400):
+                seg = SpeechSegmenter(tau_us=cfg.tau_y_us, y_scale=cfg.y_scale, on=on, off=off,
+                                      hangover_us=hang_ms * 1000, onset_lead_us=0)
+                segs = segments_of(seg)
+                dec = np.concatenate([frames_from_segments(sg, n_frames) for sg in segs])
+                m = frame_metrics(labels.ravel(), dec)
+                key = (m["balanced_accuracy"] + m["f1"]) / 2
+                if best is None or key > best[0]:
+                    best = (key, {"on": on, "off": off, "hangover_us": hang_ms * 1000}, m, segs)
+    _, params, m, segs = best
+    delays = []
+    for lab, sg in zip(labels, segs):
+        starts = np.flatnonzero(np.diff(np.concatenate([[0], lab.astype(np.int8)])) == 1)
+        for a in starts:
+            if a < 30 or lab[a - 30:a].any():
+                continue
+            hits = [s["decided_us"] - a * 10_000 for s in sg if a * 10_000 <= s["decided_us"] < a * 10_000 + 500_000]
+            delays.extend(hits[:1])
+    params["onset_lead_us"] = int(np.clip(np.median(delays), 0, 100_000)) if delays else 40_000
+    return params, {k: round(float(m[k]), 4) for k in ("balanced_accuracy", "f1", "precision", "recall")} | {
+        "onset_delay_median_ms": round(float(np.median(delays)) / 1000, 1) if delays else None}
 
 
 def _val_metrics(score: np.ndarray, lab: np.ndarray) -> dict:
