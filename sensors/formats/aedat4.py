@@ -157,6 +157,7 @@ class Aedat4Reader(Reader):
                 base = pos_file - pos_file % mmap.ALLOCATIONGRANULARITY
                 length = min(self.data_end - base, max(_WINDOW, pos_file - base + self._claimed(f, pos_file)))
                 mm = mmap.mmap(f.fileno(), length, access=mmap.ACCESS_READ, offset=base)
+                buf = None
                 try:
                     buf = np.frombuffer(mm, np.uint8)
                     pos = pos_file - base
@@ -182,8 +183,8 @@ class Aedat4Reader(Reader):
                                 f"{self.compression} packet of stream {self.stream_id})",
                                 offset=base + int(detail[0]),
                             )
-                    del buf
                 finally:
+                    buf = None  # release the view before unmapping (also when an error leaves the loop)
                     mm.close()
                 if base + pos == pos_file and base + length >= self.data_end:
                     # no progress with everything mapped: the last packet runs past the end of the data

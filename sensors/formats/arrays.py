@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import struct
+import tokenize
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -54,8 +55,10 @@ def match_columns(names) -> dict[str, str]:
 # what zipfile / numpy.lib.format / h5py raise on damaged input
 _CONTAINER_ERRORS = (
     zipfile.BadZipFile, zlib.error, struct.error, OSError, EOFError, ValueError, KeyError, TypeError,
-    NotImplementedError, RuntimeError, IndexError,
+    NotImplementedError, RuntimeError, IndexError, SyntaxError, tokenize.TokenError,
 )
+# numpy.lib.format parses a .npy header with ``ast``: a damaged header can raise any of these
+_HEADER_ERRORS = (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, TypeError, KeyError)
 
 
 @contextmanager
@@ -176,8 +179,8 @@ class NpyReader(_ColumnReader):
                     shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
                 else:
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            except (ValueError, OSError, EOFError) as exc:
-                raise self._fail(f"not a readable .npy array: {exc}") from None
+            except _HEADER_ERRORS as exc:
+                raise self._fail(f"not a readable .npy header: {type(exc).__name__}: {exc}") from None
             self.data_offset = f.tell()
         if dtype.names is None or len(shape) != 1 or dtype.hasobject:
             raise self._fail(
@@ -221,8 +224,8 @@ class _NpyMember:
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(self.f)
             else:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(self.f)
-        except (ValueError, OSError, EOFError) as exc:
-            raise reader._fail(f"npz member {name!r} is not a .npy array: {exc}") from None
+        except _HEADER_ERRORS as exc:
+            raise reader._fail(f"npz member {name!r} is not a .npy array: {type(exc).__name__}: {exc}") from None
         if dtype.hasobject:
             raise reader._fail(f"npz member {name!r} holds Python objects (expected numbers)")
         self.name, self.shape, self.dtype, self.fortran = name, shape, dtype, fortran
