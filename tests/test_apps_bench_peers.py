@@ -147,6 +147,11 @@ def test_texture_stream_rate_grid_order_and_silence():
     assert ev["x"].min() >= 0 and ev["x"].max() < 32 and ev["y"].max() < 32
     assert abs(ev.shape[0] - 10_000) < 500  # Poisson around rate × duration
     assert 0.3 < ev["p"].mean() < 0.7
+    patch = P.texture_stream(200_000, 1_000, seed=1, size=32, patch_px=8)  # the first bin: not yet drifted
+    assert patch.shape[0] > 100
+    assert patch["y"].min() >= 12 and patch["y"].max() < 20 and patch["x"].min() >= 12 and patch["x"].max() < 20
+    with pytest.raises(ValueError, match="patch_px"):
+        P.texture_stream(1000, 1000, size=32, patch_px=40)
     b = P.bursty_stream(520_000, rate_hz=200_000, on_ms=100, off_ms=100, size=32)
     bins = np.bincount(b["t"] // 1000)
     assert bins.shape[0] == 500  # two whole periods and a closing burst
@@ -206,7 +211,7 @@ def test_unknown_peer_and_bad_stream_are_refused():
 
 
 def test_suite_smoke_on_tiny_settings(shared_data, capsys):
-    st = P.Settings(rates=(1e3, 1e6), bins=4, repeats=1, headline_extra_repeats=0, thread_probe_bins=2,
+    st = P.Settings(rates=(1e3, 1e6), bins=4, max_events=100_000, min_bins=2, repeats=1, headline_extra_repeats=0, thread_probe_bins=2,
                     thread_probe_repeats=1, agreement_bins=4,
                     recordings=(("vision/dvs128_walking.aedat", 0.02),), plot_duration_us=0,
                     cfg=P.NetConfig(size=SIZE))
@@ -214,6 +219,7 @@ def test_suite_smoke_on_tiny_settings(shared_data, capsys):
     out = capsys.readouterr().out
     assert "crossover vs" in out and "goal:" in out
     assert [r["rate_hz"] for r in sec["sweep"]] == [1e3, 1e6]
+    assert [r["duration_s"] for r in sec["sweep"]] == [0.004, 0.004]
     assert set(sec["sweep"][0]["peers"]) == set(P.PEERS)
     for row in sec["sweep"] + sec["recordings"]:
         c = row["clockless"]

@@ -65,8 +65,8 @@ CHUNK_BINS = 32
 TORCH_THREADS = 2
 HEADLINE_RATE = 1_000_000
 RECORDINGS = (  # file under shared/data, seconds kept in full / quick mode (a peer costs the same per bin at any rate)
-    ("vision/dvs128_walking.aedat", 0.25, 0.05),
-    ("vision/dvs_faery.es", 0.25, 0.05),
+    ("vision/dvs128_walking.aedat", 0.1, 0.03),
+    ("vision/dvs_faery.es", 0.2, 0.04),
     ("vision/gen3_faery_evt2.raw", 0.1, 0.02),
     ("vision/gen3_expelliarmus_evt2.raw", 0.1, 0.02),
 )
@@ -122,17 +122,27 @@ def _texture_gradient(seed: int, size: int, sigma_px: float = 3.0) -> np.ndarray
 
 
 def texture_stream(rate_hz: float, duration_us: int, *, seed: int = 1, size: int = SIZE,
-                   drift_px_per_ms: float = 0.5, active: np.ndarray | None = None) -> np.ndarray:
+                   drift_px_per_ms: float = 0.5, active: np.ndarray | None = None,
+                   patch_px: int | None = None) -> np.ndarray:
     """A DVS-like stream at ``rate_hz`` mean events/s: a texture drifting sideways at ``drift_px_per_ms``.
 
     Per 1 ms bin a Poisson number of events; each lands on a pixel with probability ∝ |∂texture/∂x| at the shifted
     position, polarity = sign of the gradient, time uniform inside the bin. ``active`` (bool per bin) silences
-    the bins where it is False (for idle stretches)."""
+    the bins where it is False (for idle stretches); ``patch_px`` keeps only a square textured object of that side
+    (drifting with the texture), so the same rate is denser where it falls."""
     if rate_hz < 0 or duration_us < BIN_US:
         raise ValueError(f"texture_stream: need rate_hz ≥ 0 and duration_us ≥ {BIN_US}, got {rate_hz}, {duration_us}")
+    if patch_px is not None and not 1 <= patch_px <= size:
+        raise ValueError(f"texture_stream: patch_px must lie in [1, {size}], got {patch_px}")
     rng = np.random.default_rng(seed)
     gx = _texture_gradient(seed, size)
-    cdf = np.cumsum(np.abs(gx).ravel())
+    weight = np.abs(gx)
+    if patch_px is not None:
+        lo = (size - patch_px) // 2
+        mask = np.zeros((size, size), bool)
+        mask[lo: lo + patch_px, lo: lo + patch_px] = True
+        weight = np.where(mask, weight, 0.0)
+    cdf = np.cumsum(weight.ravel())
     cdf /= cdf[-1]
     n_bins = int(duration_us // BIN_US)
     counts = rng.poisson(rate_hz * BIN_US / 1e6, n_bins)
@@ -151,7 +161,7 @@ def texture_stream(rate_hz: float, duration_us: int, *, seed: int = 1, size: int
 
 
 def bursty_stream(duration_us: int, *, rate_hz: float = 300_000, on_ms: int = 150, off_ms: int = 250,
-                  seed: int = 2, size: int = SIZE) -> np.ndarray:
+                  seed: int = 2, size: int = SIZE, patch_px: int | None = None) -> np.ndarray:
     """Bursts of texture events (``on_ms``) separated by silences (``off_ms``), starting and ending with a burst
     (a replay ends at its last event, so a trailing silence would never be seen): whole burst + silence periods
     fitting in ``duration_us``, plus a closing burst (at least one silence)."""
@@ -159,7 +169,7 @@ def bursty_stream(duration_us: int, *, rate_hz: float = 300_000, on_ms: int = 15
     n_periods = max(1, (int(duration_us // BIN_US) - on_ms) // period)
     n_bins = n_periods * period + on_ms
     active = np.arange(n_bins) % period < on_ms
-    return texture_stream(rate_hz, n_bins * BIN_US, seed=seed, size=size, active=active)
+    return texture_stream(rate_hz, n_bins * BIN_US, seed=seed, size=size, active=active, patch_px=patch_px)
 
 
 def bin_aligned(events: np.ndarray, t0_us: int = 0) -> np.ndarray:
@@ -552,6 +562,8 @@ def _measure(stream: _Stream, net: Network, peers: dict[str, _Peer], threads: di
             "wall_s": e_med, "spread": e_spread, "events_per_s": n / e_med if e_med > 0 else None,
             "realtime_factor": dur_s / e_med if e_med > 0 else None,
             "synaptic_ops": eng["synaptic_ops"], "ops_per_event": eng["synaptic_ops"] / n if n else 0.0,
+            "ns_per_event": e_med / n * 1e9 if n else None,
+            "ns_per_op": e_med / eng["synaptic_ops"] * 1e9 if eng["synaptic_ops"] else None,
             "dense_macs": eng["dense_macs"], "spikes": list(eng["spikes"]),
         },
         "peers": {},
@@ -561,6 +573,7 @@ def _measure(stream: _Stream, net: Network, peers: dict[str, _Peer], threads: di
         row["peers"][name] = {
             "wall_s": med, "spread": spread, "events_per_s": n / med if med > 0 else None,
             "realtime_factor": dur_s / med, "speedup": med / e_med if e_med > 0 else None,
+            "ns_per_dense_mac": med / eng["dense_macs"] * 1e9 if eng["dense_macs"] else None,
             "spikes": list(peer_spikes[name]), "threads": threads[name],
         }
     if row["peers"]:
@@ -615,7 +628,9 @@ class Settings:
     """How much the suite measures (``for_mode`` gives the full and ``--quick`` settings; tests pass tiny ones)."""
 
     rates: tuple[float, ...]
-    bins: int  # stream length of each synthetic rate, in 1 ms bins
+    bins: int  # stream length of each synthetic rate, in 1 ms bins ...
+    max_events: int  # ... shortened at high rates to about this many events (at least min_bins)
+    min_bins: int
     repeats: int
     headline_extra_repeats: int
     thread_probe_bins: int
@@ -628,9 +643,13 @@ class Settings:
     @classmethod
     def for_mode(cls, quick: bool) -> "Settings":
         if quick:
-            return cls((1e3, 1e5, 1e6, 1e7), 30, 3, 2, 4, 1, 30, tuple((f, q) for f, _, q in RECORDINGS), 1_200_000)
-        return cls((1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7), 120, 3, 2, 10, 3, 100,
+            return cls((1e3, 1e5, 1e6, 1e7), 30, 100_000, 10, 3, 2, 4, 1, 30,
+                       tuple((f, q) for f, _, q in RECORDINGS), 1_200_000)
+        return cls((1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7), 120, 400_000, 30, 3, 2, 10, 3, 100,
                    tuple((f, full) for f, full, _ in RECORDINGS), 3_000_000)
+
+    def bins_at(self, rate_hz: float) -> int:
+        return int(min(self.bins, max(self.min_bins, self.max_events / max(rate_hz, 1.0) * 1e6 / BIN_US)))
 
 
 def run(quick: bool = False, plots_dir: Path | None = None, *, data_dir: Path | None = None,
@@ -672,7 +691,7 @@ def _run(st: Settings, plots_dir, data_dir, names, missing, section) -> dict:
 
     sweep = []
     for rate in st.rates:
-        stream = _synthetic(rate, st.bins * BIN_US, cfg.size)
+        stream = _synthetic(rate, st.bins_at(rate) * BIN_US, cfg.size)
         extra = st.headline_extra_repeats if rate == HEADLINE_RATE else 0
         sweep.append(_measure(stream, net, peers, threads, st.repeats + extra))
     section["sweep"] = sweep
@@ -777,6 +796,17 @@ def _print(section: dict) -> None:
     print("'as recorded': the engine tests thresholds at every distinct µs timestamp with exact decay, the peers "
           "once per 1 ms bin; 'bin starts': the same events moved to their bin's start, so only float32 rounding "
           "and snnTorch's one spike per step differ.")
+    thr = section["threads"]
+    print(f"torch threads (ms per 1 ms bin at 1 M ev/s, {thr['bins']} bins): "
+          + "; ".join(f"{labels[k.split('@')[0]]} {k.split('@')[1]} thr {v:.1f}" for k, v in thr["ms_per_bin"].items()))
+    head = next((r for r in section["sweep"] if r["rate_hz"] == HEADLINE_RATE), None)
+    if head and head["clockless"]["ns_per_op"]:
+        c = head["clockless"]
+        fp = head["peers"][head["fastest_peer"]]
+        budget = fp["wall_s"] / 5.0 / c["synaptic_ops"] * 1e9
+        print(f"at 1 M ev/s: clockless {c['ns_per_event']:,.0f} ns/event = {c['ops_per_event']:.0f} ops × "
+              f"{c['ns_per_op']:.1f} ns/op; {labels[head['fastest_peer']]} {fp['ns_per_dense_mac']:.2f} ns per dense MAC "
+              f"× {c['dense_macs'] / max(head['events'], 1):,.0f} MACs/event; 5× needs ≤ {budget:.1f} ns/op")
     g = section["goal"]
     print("ev/s = input events per wall second (the same events for everyone); RT× = stream seconds per wall second; "
           "(N×) = peer wall time / clockless wall time; spread = (max − min) / median over the repeats, worst column")

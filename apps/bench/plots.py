@@ -263,10 +263,11 @@ def paced_run(graph, *, speed: float | None = 1.0) -> tuple[dict, np.ndarray]:
     return r.report(), r.latency.samples_ns()
 
 
-def write_engine_plots(net, plots_dir: Path | str, *, duration_us: int = 3_000_000, rate_hz: float = 200_000,
-                       prefix: str = "peers") -> dict:
-    """Replay a bursty synthetic stream (bursts of ``rate_hz`` and silences) through ``net`` in real time and
-    write the three PNGs into ``plots_dir``; returns their paths and the figures they show."""
+def write_engine_plots(net, plots_dir: Path | str, *, duration_us: int = 3_000_000, rate_hz: float = 150_000,
+                       patch_frac: float = 0.375, prefix: str = "peers") -> dict:
+    """Replay a bursty synthetic stream (bursts of ``rate_hz`` from a textured object ``patch_frac`` of the field
+    wide, and silences) through ``net`` in real time and write the three PNGs into ``plots_dir``; returns their
+    paths and the figures they show."""
     from runtime.graph import Graph
     from runtime.sources import ArraySource
     from runtime.spec import dvs_spec
@@ -275,7 +276,8 @@ def write_engine_plots(net, plots_dir: Path | str, *, duration_us: int = 3_000_0
     from .peers import BIN_US, bursty_stream
 
     h, w = net.input_shape[1], net.input_shape[2]
-    events = bursty_stream(duration_us, rate_hz=rate_hz, size=w)
+    patch = max(1, int(round(patch_frac * w)))
+    events = bursty_stream(duration_us, rate_hz=rate_hz, size=w, patch_px=patch)
     tl = Timeline()
     g = Graph(f"{prefix}_paced")
     s = g.source("stream", ArraySource(events, dvs_spec(w, h), max_events=4096, max_span_us=BIN_US))
@@ -295,7 +297,8 @@ def write_engine_plots(net, plots_dir: Path | str, *, duration_us: int = 3_000_0
     idle = series["packets"] == 0
     out = {
         "paths": {k: str(v) for k, v in paths.items()},
-        "stream": f"bursty synthetic: {rate_hz / 1e3:.0f} k ev/s bursts of 150 ms, 250 ms silences, "
+        "stream": f"bursty synthetic: {rate_hz / 1e3:.0f} k ev/s bursts of 150 ms from a {patch}×{patch} px object, "
+                  f"250 ms silences, "
                   f"{(int(events['t'][-1]) + 1) / 1e6:.2f} s, real-time pacing",
         "latency_us": report["latency_us"],
         "idle_windows": int(idle.sum()),
