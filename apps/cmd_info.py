@@ -162,11 +162,16 @@ def plot_rate(info: dict, hist: RateHistogram, png: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # at most ~800 steps: a long recording's fine bins are averaged so the plot stays readable
     c = hist.counts
-    t_s = (np.arange(c.shape[0]) * hist.bin_us) / 1e6
+    group = max(1, -(-c.shape[0] // 800))
+    if group > 1:
+        c = np.concatenate([c, np.zeros(-c.shape[0] % group, c.dtype)]).reshape(-1, group).sum(axis=1)
+    bin_us = hist.bin_us * group
+    t_s = (np.arange(c.shape[0]) * bin_us) / 1e6
     fig, ax = plt.subplots(figsize=(8, 3), dpi=100)
-    ax.step(t_s, c * 1e6 / hist.bin_us, where="post", lw=0.8)
-    ax.set_xlabel(f"time from first event (s), bins of {hist.bin_us:g} µs")
+    ax.step(t_s, c * 1e6 / bin_us, where="post", lw=0.8)
+    ax.set_xlabel(f"time from first event (s), bins of {bin_us / 1000:g} ms")
     ax.set_ylabel("events/s")
     ax.set_title(f"{Path(info['path']).name} ({info['format']}, {info['events']} events)", fontsize=9)
     fig.tight_layout()

@@ -8,7 +8,8 @@ them alike. Every decoder's output is first checked against ours (count, first/l
 a peer that decodes a file differently is marked ✗ and left out of the "fastest correct peer" ratio. Ours reads
 through the public reader API (``open_reader(path).chunks()``), so the figure includes header parsing, order and
 bounds checks and building ``DVS_EVENT`` arrays. ``.npy`` is compared with a plain in-memory copy of the same
-bytes (``ndarray.copy``) and with ``np.load``.
+events (``ndarray.copy``, which allocates its result as a reader does) and with ``np.load`` (one read of the whole
+file, no checks).
 """
 
 from __future__ import annotations
