@@ -145,3 +145,24 @@ def test_aedat4_truncated_and_wrong_magic(shared_data, tmp_path):
     wrong.write_bytes(b"#!AER-DAT9.0\r\n" + src[14:])
     with pytest.raises(FormatError, match="AEDAT version '9.0' is not supported"):
         open_reader(wrong)
+
+
+@pytest.mark.parametrize("name", ["dvxplorer_tonic.aedat4", "davis346_evlib.aedat4"])
+def test_aedat4_memory_map_windows_give_the_same_events(shared_data, monkeypatch, name):
+    import sensors.formats.aedat4 as aedat4
+
+    path = shared_data / "vision" / name
+    plain = open_reader(path)
+    whole = plain.read_all()
+    monkeypatch.setattr(aedat4, "_WINDOW", 20_000)  # packets straddle windows
+    reader = open_reader(path)
+    assert np.array_equal(np.concatenate(list(reader.chunks(max_events=1000))), whole)
+    assert reader.counts == plain.counts
+
+
+def test_aedat4_own_decoder_matches_the_aedat_package(shared_data):
+    for name in ("dvxplorer_tonic.aedat4", "davis346_evlib.aedat4"):
+        reader = open_reader(shared_data / "vision" / name)
+        ours = reader.read_all()
+        theirs = np.concatenate(list(reader._decode_aedat(1 << 16)))  # the aedat package's decoding
+        assert np.array_equal(ours, theirs)

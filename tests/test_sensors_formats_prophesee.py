@@ -166,3 +166,32 @@ def test_dat_32bit_timestamps_unwrap(tmp_path):
     reader = open_reader(path)
     assert reader.read_all()["t"].tolist() == [4_294_967_000, 4_294_967_290, (1 << 32) + 100]
     assert reader.counts["wraps_unwrapped"] == 1
+
+
+def test_evt2_event_going_back_is_an_order_error_or_a_repair(tmp_path):
+    words = np.array(
+        [(8 << 28) | 1, (1 << 28) | (9 << 22) | (1 << 11) | 1, (1 << 28) | (4 << 22) | (2 << 11) | 2,
+         (0 << 28) | (12 << 22) | (3 << 11) | 3],
+        dtype=np.uint32,
+    )
+    path = tmp_path / "o.raw"
+    path.write_bytes(b"% evt 2.0\n% geometry 640x480\n" + words.tobytes())
+    from runtime.errors import StreamOrderError
+
+    with pytest.raises(StreamOrderError, match=r"event 1 has t=68 µs after t=73 µs"):
+        open_reader(path).read_all()
+    reader = open_reader(path, repair_order=True)
+    assert reader.read_all()["t"].tolist() == [68, 73, 76] and reader.counts["order_repairs"] == 1
+
+
+@pytest.mark.parametrize("name", ["gen3_expelliarmus_evt2.raw", "gen4_expelliarmus_evt3.raw", "gen4_triggers_evt3.raw"])
+def test_memory_map_windows_give_the_same_events(shared_data, monkeypatch, name):
+    import sensors.formats.prophesee as prophesee
+
+    path = shared_data / "vision" / name
+    whole = open_reader(path).read_all()
+    trig = open_reader(path).triggers()
+    monkeypatch.setattr(prophesee, "WINDOW_BYTES", 12_288)  # many windows, data start not page aligned
+    reader = open_reader(path)
+    assert np.array_equal(np.concatenate(list(reader.chunks(max_events=5000))), whole)
+    assert np.array_equal(reader.triggers(), trig)
