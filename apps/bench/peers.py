@@ -585,7 +585,8 @@ def _measure(stream: _Stream, net: Network, peers: dict[str, _Peer], threads: di
 
 def _pick_threads(stream: _Stream, peers: dict[str, _Peer], repeats: int) -> dict:
     """Time each peer at 1 and TORCH_THREADS threads on a short slice; keep the faster setting (on a loaded
-    machine OpenMP threads that wait for each other can be many times slower than one thread)."""
+    machine OpenMP threads that wait for each other can be many times slower than one thread, so a setting whose
+    first run is over twice the best so far is not repeated)."""
     import torch
 
     choice, timings = {}, {}
@@ -593,7 +594,11 @@ def _pick_threads(stream: _Stream, peers: dict[str, _Peer], repeats: int) -> dic
         best = None
         for n_threads in sorted({1, TORCH_THREADS}):
             torch.set_num_threads(n_threads)
-            walls = [run_peer(peer, stream.events, stream.t0_us, stream.n_bins).wall_s for _ in range(repeats)]
+            walls = []
+            for _ in range(repeats):
+                walls.append(run_peer(peer, stream.events, stream.t0_us, stream.n_bins).wall_s)
+                if best is not None and walls[0] > 2 * best[1]:
+                    break
             med = median_spread(walls)[0]
             timings[f"{name}@{n_threads}"] = med / stream.n_bins * 1000
             if best is None or med < best[1]:
@@ -643,9 +648,9 @@ class Settings:
     @classmethod
     def for_mode(cls, quick: bool) -> "Settings":
         if quick:
-            return cls((1e3, 1e5, 1e6, 1e7), 30, 100_000, 10, 3, 2, 4, 1, 30,
+            return cls((1e3, 1e5, 1e6, 1e7), 60, 100_000, 10, 3, 2, 4, 1, 30,
                        tuple((f, q) for f, _, q in RECORDINGS), 1_200_000)
-        return cls((1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7), 120, 400_000, 30, 3, 2, 10, 3, 100,
+        return cls((1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7), 100, 400_000, 30, 3, 2, 10, 3, 100,
                    tuple((f, full) for f, full, _ in RECORDINGS), 3_000_000)
 
     def bins_at(self, rate_hz: float) -> int:
