@@ -455,3 +455,17 @@ def test_lz4_kernel_matches_twin_on_damaged_frames(shared_data, data):
     got = _kernel_lz4(frame)
     # the kernel checks a little more than the twin (output bound from the frame header), never less
     assert got == want or (got is None and want is not None)
+
+
+@settings(max_examples=60)
+@given(
+    rows=st.lists(st.tuples(st.integers(-20, 20), st.integers(-3, 12), st.integers(-3, 12)), max_size=30),
+    last=st.integers(-25, 25),
+)
+def test_check_chunk_matches_twin(rows, last):
+    t = np.array([r[0] for r in rows], np.int64)
+    x = np.array([r[1] for r in rows], np.int16)
+    y = np.array([r[2] for r in rows], np.int16)
+    want_t = next((i for i in range(len(rows)) if rows[i][0] < (last if i == 0 else rows[i - 1][0])), -1)
+    want_xy = next((i for i, r in enumerate(rows) if not (0 <= r[1] < 10 and 0 <= r[2] < 8)), -1)
+    assert common.check_chunk(t, x, y, last, 10, 8) == (want_t, want_xy)

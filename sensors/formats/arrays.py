@@ -29,6 +29,7 @@ import numpy as np
 from runtime.events import AUDIO_EVENT, DVS_EVENT
 
 from .base import ORIGIN_SIDECAR, Reader
+from .kernels.pack import pack_dvs
 
 __all__ = ["NpyReader", "NpzReader", "Hdf5Reader", "COLUMN_NAMES"]
 
@@ -51,6 +52,8 @@ def match_columns(names) -> dict[str, str]:
                 break
     return found
 
+
+_HDF5_BLOCK = 1 << 20  # events per h5py read
 
 # what zipfile / numpy.lib.format / h5py raise on damaged input
 _CONTAINER_ERRORS = (
@@ -140,27 +143,43 @@ class _ColumnReader(Reader):
         return _checked_meta(self, meta, side.name)
 
     def _convert(self, x, y, t, p) -> np.ndarray:
-        out = np.empty(t.shape[0], AUDIO_EVENT if self.audio else DVS_EVENT)
         if self.t_unit == "s":
             tt = np.asarray(t, dtype=np.float64) * 1e6
             if not np.all(np.isfinite(tt)):
                 i = int(np.flatnonzero(~np.isfinite(tt))[0])
                 raise self._fail(f"time column holds a non-finite value at row {i} of this chunk")
-            out["t"] = np.rint(tt).astype(np.int64) + self.offset_us
+            t64 = np.rint(tt).astype(np.int64)
         else:
-            out["t"] = np.asarray(t).astype(np.int64) + self.offset_us
-        for name, col, bits in (("x", x, 16), ("y", y, 16)):
-            if col is None:
-                continue
-            col = np.asarray(col)
-            if col.dtype.kind == "f" or (col.dtype.kind in "iu" and col.dtype.itemsize > 2):
-                bad = (col < -(1 << 15)) | (col >= (1 << 15))
-                if bad.any():
-                    i = int(np.flatnonzero(bad)[0])
-                    raise self._fail(f"column {name} holds {col[i]} at row {i} of a chunk (outside int16)")
-            out[name] = col
-        out["p"] = np.asarray(p) > 0
+            t64 = np.asarray(t).astype(np.int64, copy=False)
+        if self.offset_us:
+            t64 = t64 + self.offset_us
+        on = np.asarray(p) > 0
+        if self.audio:
+            out = np.empty(t64.shape[0], AUDIO_EVENT)
+            out["t"] = t64
+            out["x"] = _int16_or_minus_one(np.asarray(x))
+            out["p"] = on
+            return out
+        out = np.empty(t64.shape[0], DVS_EVENT)
+        pack_dvs(_as_int32(x), _as_int32(y), t64, on, out.view(np.uint8))
         return out
+
+
+def _as_int32(col) -> np.ndarray:
+    """A column as int32 (values beyond int32 become -1: outside any sensor, reported by the bounds check)."""
+    col = np.asarray(col)
+    if col.dtype.kind in "iub" and col.dtype.itemsize <= 4 and col.dtype != np.uint32:
+        return col.astype(np.int32, copy=False)
+    wide = col.astype(np.float64) if col.dtype.kind == "f" else col
+    bad = (wide < -(1 << 31)) | (wide >= (1 << 31))
+    if col.dtype.kind == "f":
+        bad |= ~np.isfinite(wide)
+    return np.where(bad, -1, wide).astype(np.int32)
+
+
+def _int16_or_minus_one(col: np.ndarray) -> np.ndarray:
+    c = _as_int32(col)
+    return np.where((c < -(1 << 15)) | (c >= (1 << 15)), -1, c).astype(np.int16)
 
 
 class NpyReader(_ColumnReader):
@@ -388,12 +407,20 @@ class Hdf5Reader(_ColumnReader):
         with h5py.File(self.path, "r") as f:
             c = self.cols
             if self.layout[0] == "group":
+                # h5py pays a fixed cost per read: read big blocks into reused buffers, convert them in chunks
                 g = f[self.layout[1]]
-                for a in range(0, self.n_events, max_events):
-                    b = min(self.n_events, a + max_events)
-                    yield self._convert(
-                        g[c["x"]][a:b], g[c["y"]][a:b] if "y" in c else None, g[c["t"]][a:b], g[c["p"]][a:b]
-                    )
+                names = [k for k in ("x", "y", "t", "p") if k in c]
+                block = max(max_events, _HDF5_BLOCK)
+                bufs = {k: np.empty(min(block, self.n_events), g[c[k]].dtype) for k in names}
+                for a in range(0, self.n_events, block):
+                    b = min(self.n_events, a + block)
+                    for k in names:
+                        g[c[k]].read_direct(bufs[k], np.s_[a:b], np.s_[0 : b - a])
+                    for j in range(0, b - a, max_events):
+                        e = min(b - a, j + max_events)
+                        yield self._convert(
+                            bufs["x"][j:e], bufs["y"][j:e] if "y" in bufs else None, bufs["t"][j:e], bufs["p"][j:e]
+                        )
             else:
                 ds = f[self.layout[1]]
                 for a in range(0, self.n_events, max_events):

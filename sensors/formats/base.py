@@ -35,7 +35,7 @@ from runtime.errors import FormatError, StreamOrderError
 from runtime.events import AUDIO_EVENT, DVS_EVENT
 from runtime.spec import StreamSpec, audio_spec, dvs_spec
 
-from .kernels.common import first_disorder, first_out_of_bounds, repair_chunk_order
+from .kernels.common import check_chunk, first_out_of_bounds, repair_chunk_order
 
 __all__ = [
     "TRIGGER_EVENT",
@@ -218,7 +218,11 @@ class Reader:
     def _enforce(self, events: np.ndarray, state: "_ChunkState") -> np.ndarray:
         t = events["t"]
         last = np.iinfo(np.int64).min if state.last_t is None else state.last_t
-        bad = first_disorder(t, last)
+        w = self.spec.shape[0]
+        if self.audio:
+            bad, outside = check_chunk(t, events["x"], events["x"], last, w, w)
+        else:
+            bad, outside = check_chunk(t, events["x"], events["y"], last, w, self.spec.shape[1])
         if bad >= 0:
             if not self.repair_order:
                 prev = last if bad == 0 else int(t[bad - 1])
@@ -230,7 +234,9 @@ class Reader:
             order = np.argsort(events["t"], kind="stable")
             events = events[order]
             self.counts["order_repairs"] += int(repair_chunk_order(t, events["t"], last))
-        self._check_bounds(events, state.emitted)
+            outside = 0 if outside >= 0 else -1  # indices changed with the sort: rescan below
+        if outside >= 0:
+            self._check_bounds(events, state.emitted)
         return events
 
     def _check_bounds(self, events: np.ndarray, emitted: int) -> None:

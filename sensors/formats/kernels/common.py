@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["first_disorder", "first_out_of_bounds", "repair_chunk_order", "unwrap_u32"]
+__all__ = ["first_disorder", "first_out_of_bounds", "check_chunk", "repair_chunk_order", "unwrap_u32"]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -26,6 +26,26 @@ def first_out_of_bounds(v, limit):
         if v[i] < 0 or v[i] >= limit:
             return i
     return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def check_chunk(t, x, y, last, width, height):
+    """One pass over a chunk: (index of the first time going back or -1, index of the first event outside
+    ``[0, width) × [0, height)`` or -1). The loop only flags; the exact indices are found after it, if needed."""
+    prev = last
+    bad_t = False
+    bad_xy = False
+    for i in range(t.shape[0]):
+        bad_t |= t[i] < prev
+        prev = t[i]
+        bad_xy |= (x[i] < 0) | (x[i] >= width) | (y[i] < 0) | (y[i] >= height)
+    i_t = first_disorder(t, last) if bad_t else -1
+    i_xy = -1
+    if bad_xy:
+        a = first_out_of_bounds(x, width)
+        b = first_out_of_bounds(y, height)
+        i_xy = a if b < 0 or (0 <= a < b) else b
+    return i_t, i_xy
 
 
 @nb.njit(cache=True, nogil=True)

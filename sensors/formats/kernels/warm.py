@@ -8,7 +8,7 @@ import numpy as np
 
 from runtime.events import DVS_EVENT
 
-from . import aedat4, common, es, evt
+from . import aedat4, common, es, evt, pack
 
 __all__ = ["warm_up"]
 
@@ -26,7 +26,9 @@ def warm_up() -> None:
     aedat4.walk_packets(data, 0, 0, 0, -1, True, np.zeros(64, np.uint8), outb, 0, np.zeros(4, np.int64),
                         np.zeros(4, np.int64), 1, 1)
     aedat4.lz4_frame_decode(data, 0, 0, data)
+    pack.pack_dvs(np.zeros(1, np.int32), np.zeros(1, np.int32), np.zeros(1, np.int64), np.zeros(1, np.bool_), outb)
     common.first_disorder(out["t"][:1], 0)
+    common.check_chunk(out["t"][:1], out["x"][:1], out["y"][:1], 0, 1, 1)
     common.first_out_of_bounds(out["x"][:1], 1)
     common.repair_chunk_order(out["t"][:1], np.zeros(1, np.int64), 0)
     common.unwrap_u32(np.zeros(1, np.uint32), np.zeros(1, np.int64), np.array([-1, 0], np.int64))
