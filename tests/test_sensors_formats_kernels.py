@@ -469,3 +469,24 @@ def test_check_chunk_matches_twin(rows, last):
     want_t = next((i for i in range(len(rows)) if rows[i][0] < (last if i == 0 else rows[i - 1][0])), -1)
     want_xy = next((i for i, r in enumerate(rows) if not (0 <= r[1] < 10 and 0 <= r[2] < 8)), -1)
     assert common.check_chunk(t, x, y, last, 10, 8) == (want_t, want_xy)
+
+
+@settings(max_examples=60)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(-(1 << 31), (1 << 31) - 1), st.integers(-40_000, 40_000), st.integers(-(1 << 62), 1 << 62),
+                  st.booleans()),
+        max_size=30,
+    )
+)
+def test_pack_dvs_matches_twin(rows):
+    from sensors.formats.kernels.pack import pack_dvs
+
+    x = np.array([r[0] for r in rows], np.int32)
+    y = np.array([r[1] for r in rows], np.int32)
+    t = np.array([r[2] for r in rows], np.int64)
+    p = np.array([r[3] for r in rows], np.bool_)
+    out = np.empty(len(rows), DVS_EVENT)
+    assert pack_dvs(x, y, t, p, out.view(np.uint8)) == len(rows)
+    fit = lambda v: v if -32768 <= v <= 32767 else -1  # noqa: E731
+    assert out.tolist() == [(fit(a), fit(b), c, d) for a, b, c, d in rows]
