@@ -166,3 +166,24 @@ def test_aedat4_own_decoder_matches_the_aedat_package(shared_data):
         ours = reader.read_all()
         theirs = np.concatenate(list(reader._decode_aedat(1 << 16)))  # the aedat package's decoding
         assert np.array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("compression", ["LZ4_FASTEST", "LZ4_HIGHEST", "ZSTD_DEFAULT", None])
+def test_aedat4_written_by_faery_with_each_compression(shared_data, tmp_path, compression):
+    from faery.extension import aedat as faery_aedat
+
+    src = shared_data / "vision" / "davis346_evlib.aedat4"
+    with faery_aedat.Decoder(src) as dec:
+        description = dec.description()
+        packets = [(track.id, packet) for track, packet in dec]
+    path = tmp_path / f"{compression}.aedat4"
+    with faery_aedat.Encoder(path, description, None if compression is None else getattr(faery_aedat, compression)) as enc:
+        for track_id, packet in packets:
+            enc.write(track_id, packet)
+    original = open_reader(src)
+    want = original.read_all()
+    reader = open_reader(path)
+    assert reader.compression == ("NONE" if compression is None else compression.split("_")[0])
+    assert np.array_equal(reader.read_all(), want)
+    assert reader.counts["skipped_packets"] == original.counts["skipped_packets"]
+    assert reader.counts["triggers"] == original.counts["triggers"] > 0
