@@ -229,6 +229,76 @@ def _accumulate_one(u, W, tl, ru, seg_base, seg_woff, seg_cnt, ns, uoff, g, thr,
     return n_spk, ops
 
 
+@njit(cache=True, inline="always")
+def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset):
+    """The hot path: conv layers without refractoriness or per-neuron decay. Walks the kernel taps that land
+    inside the output directly (no target list). ``what``: 0 accumulate and list the neurons at threshold (an
+    event alone at its timestamp), 1 accumulate only, 2 test and fire (after a group was accumulated)."""
+    in_w = desc[l, D_IN_W]
+    in_hw = desc[l, D_IN_H] * in_w
+    c = a // in_hw
+    pos = a - c * in_hw
+    y = pos // in_w
+    x = pos - y * in_w
+    kh = desc[l, D_KH]
+    kw = desc[l, D_KW]
+    sh = desc[l, D_SH]
+    sw = desc[l, D_SW]
+    oh = desc[l, D_OUT_H]
+    ow = desc[l, D_OUT_W]
+    oc = desc[l, D_OUT_C]
+    ny = y + desc[l, D_PH]
+    nx = x + desc[l, D_PW]
+    # first tap whose output row/column lies inside the layer, and how many taps follow
+    oy = ny // sh
+    ky = ny - oy * sh
+    if oy >= oh:
+        skip = oy - oh + 1
+        oy -= skip
+        ky += skip * sh
+    ox0 = nx // sw
+    kx0 = nx - ox0 * sw
+    if ox0 >= ow:
+        skip = ox0 - ow + 1
+        ox0 -= skip
+        kx0 += skip * sw
+    nkx = 0
+    if kx0 < kw:
+        nkx = min((kw - 1 - kx0) // sw + 1, ox0 + 1)
+    ops = 0
+    w_c = desc[l, D_W_OFF] + c * kh * kw * oc
+    while ky < kh and oy >= 0:
+        base = uoff + (oy * ow + ox0) * oc
+        woff = w_c + (ky * kw + kx0) * oc
+        for j in range(nkx):
+            if what == 0:
+                top = -np.inf
+                for k in range(oc):  # branch-free so that it vectorises; spikes are rare, look for them after
+                    xv = u[base + k] + W[woff + k] * g
+                    u[base + k] = xv
+                    top = max(top, xv)
+                if top >= thr:
+                    for k in range(oc):
+                        if u[base + k] >= thr:
+                            spk_n[n_spk] = base + k
+                            n_spk += 1
+            elif what == 1:
+                for k in range(oc):
+                    u[base + k] += W[woff + k] * g
+            else:
+                for k in range(oc):
+                    if u[base + k] >= thr:
+                        spk_n[n_spk] = base + k
+                        spk_k[n_spk] = _fire(u, base + k, thr, reset)
+                        n_spk += 1
+            base -= oc
+            woff += sw * oc
+        ops += nkx * oc
+        ky += sh
+        oy -= 1
+    return n_spk, ops
+
+
 @njit(cache=True)
 def _layer(
     l, in_t, in_a, n_in, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut,
@@ -276,7 +346,7 @@ def _layer(
     rec_off = desc[l, D_REC_OFF]
     n_neur = desc[l, D_N]
     cg = desc[l, D_CG]
-    touched = scratch[0]
+    fast_conv = typ == T_CONV and refr == 0 and (mode == DECAY_NONE or mode == DECAY_FRAME)
     spk_n = scratch[1]
     spk_k = scratch[2]
     qn = q_t.shape[0]
@@ -328,17 +398,23 @@ def _layer(
             n_spk = 0
             fired = False
             if (ja - i) + (jb - qh) == 1:
-                if ja > i:
+                if fast_conv and ja > i:
+                    n_spk, ops_here = _conv_walk(u, W, desc, l, in_a[i], uoff, g, thr, spk_n, spk_k, n_spk, 0, reset)
+                    ops += ops_here
+                    updates += ops_here
+                    ns = -1
+                elif ja > i:
                     ns = _segments(desc, l, in_a[i], seg_base, seg_woff, seg_cnt)
                 else:
                     seg_base[0] = 0
                     seg_woff[0] = rec_off + pq_a[qh] * n_neur
                     seg_cnt[0] = n_neur
                     ns = 1
-                n_spk, ops_here = _accumulate_one(u, W, tl, ru, seg_base, seg_woff, seg_cnt, ns, uoff, g, thr, t,
-                                                  refr, mode, tau, lut, lut_off, lut_len, spk_n, n_spk)
-                ops += ops_here
-                updates += ops_here
+                if ns >= 0:
+                    n_spk, ops_here = _accumulate_one(u, W, tl, ru, seg_base, seg_woff, seg_cnt, ns, uoff, g, thr, t,
+                                                      refr, mode, tau, lut, lut_off, lut_len, spk_n, n_spk)
+                    ops += ops_here
+                    updates += ops_here
             else:
                 # several simultaneous events: integrate all of them (in address order), then test every target;
                 # a neuron reached twice is tested twice, but after firing it is below threshold
@@ -351,7 +427,15 @@ def _layer(
                 elif jb - qh > 1:
                     _sort_small(pq_a, qh, jb)
                 ops_before = ops
-                for phase in range(2):
+                if fast_conv:
+                    for e in range(i, ja):
+                        n_spk, ops_here = _conv_walk(u, W, desc, l, in_a[e], uoff, g, thr, spk_n, spk_k, n_spk, 1,
+                                                     reset)
+                        ops += ops_here
+                    for e in range(i, ja):
+                        n_spk, ops_here = _conv_walk(u, W, desc, l, in_a[e], uoff, g, thr, spk_n, spk_k, n_spk, 2,
+                                                     reset)
+                for phase in range(0 if fast_conv else 2):
                     for e in range(i, ja + (jb - qh)):
                         if e < ja:
                             ns = _segments(desc, l, in_a[e], seg_base, seg_woff, seg_cnt)
