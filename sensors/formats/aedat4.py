@@ -20,7 +20,7 @@ import numpy as np
 
 from runtime.events import DVS_EVENT
 
-from .base import TRIGGER_EVENT, Reader
+from .base import CHUNK_EVENTS, TRIGGER_EVENT, Reader
 from .kernels import aedat4 as K
 
 __all__ = ["Aedat4Reader", "parse_io_header"]
@@ -143,7 +143,7 @@ class Aedat4Reader(Reader):
         """Walk the packets through windows of a memory map: no copy out of the page cache, and at most one
         window (``_WINDOW`` bytes, or one packet if bigger) mapped at a time, so memory stays bounded."""
         width, height = self.spec.shape[0], self.spec.shape[1]
-        chunk = min(max_events, 1 << 16)
+        chunk = min(max_events, CHUNK_EVENTS)
         lz4 = self.compression.startswith("LZ4")
         scratch = np.empty(1 << 18, np.uint8)
         skipped = np.zeros(64, np.int64)

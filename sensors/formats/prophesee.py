@@ -18,7 +18,7 @@ import numpy as np
 
 from runtime.events import DVS_EVENT
 
-from .base import TRIGGER_EVENT, Reader
+from .base import CHUNK_EVENTS, TRIGGER_EVENT, Reader
 from .kernels import evt as K
 from .kernels.common import unwrap_u32
 
@@ -39,7 +39,6 @@ CAMERA_SIZES = (
 GENERATION_SIZES = {"3.0": (640, 480), "3.1": (640, 480), "4.0": (1280, 720), "4.1": (1280, 720), "4.2": (1280, 720)}
 _MAX_HEADER = 1 << 20
 _HEADER_READ = 1 << 12
-CHUNK_EVENTS = 1 << 16
 WINDOW_BYTES = 1 << 24
 TRIGGER_BLOCK = 4096
 
@@ -180,8 +179,8 @@ class EvtReader(Reader):
         most ``WINDOW_BYTES`` mapped at a time, so memory stays bounded whatever the file size)."""
         width, height = self.spec.shape[0], self.spec.shape[1]
         itemsize = self.word_dtype.itemsize
-        # Chunks of ≤ 64 k events keep the output in cache and let the allocator reuse it: bigger chunks decode
-        # slower (page faults on fresh memory), and the contract allows chunks smaller than max_events.
+        # Small chunks keep the output in cache and let the allocator reuse it: bigger chunks decode slower
+        # (page faults on fresh memory), and the contract allows chunks smaller than max_events.
         chunk = min(max_events, CHUNK_EVENTS)
         cap = max(chunk, 64)  # room for one whole vector word whatever max_events is
         state = K.new_state()

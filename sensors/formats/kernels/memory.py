@@ -23,8 +23,16 @@ def _element_ptr(context, builder, arr_type, arr, index):
     return builder.gep(ary.data, [index])
 
 
+def _is_array_of(arr, dtype) -> bool:
+    return isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == dtype
+
+
 def _zext_load(bits):
+    element = {8: types.uint8, 16: types.uint16, 32: types.uint32}[bits]
+
     def make(typingctx, arr, index):
+        if not _is_array_of(arr, element):
+            return None  # numba then reports "no implementation" for this argument type
         sig = types.int64(arr, types.intp)
 
         def codegen(context, builder, signature, args):
@@ -48,6 +56,8 @@ load_u32.__doc__ = "``arr[i]`` of a uint32 array, zero-extended to int64."
 @intrinsic
 def load8(typingctx, arr, index):
     """8 bytes at byte ``index`` of a uint8 array, as uint64 (unaligned)."""
+    if not _is_array_of(arr, types.uint8):
+        return None
     sig = types.uint64(arr, types.intp)
 
     def codegen(context, builder, signature, args):
@@ -60,6 +70,8 @@ def load8(typingctx, arr, index):
 @intrinsic
 def store8(typingctx, arr, index, value):
     """Store a uint64 as 8 bytes at byte ``index`` of a uint8 array (unaligned)."""
+    if not _is_array_of(arr, types.uint8):
+        return None
     sig = types.void(arr, types.intp, types.uint64)
 
     def codegen(context, builder, signature, args):
@@ -73,6 +85,8 @@ def store8(typingctx, arr, index, value):
 @intrinsic
 def put_dvs(typingctx, outb, k, xy, t, p):
     """Write record ``k`` of a packed DVS_EVENT array seen as uint8: ``xy = x | y << 16``, ``t``, ``p`` (0/1)."""
+    if not _is_array_of(outb, types.uint8):
+        return None
     sig = types.void(outb, types.intp, types.int64, types.int64, types.int64)
 
     def codegen(context, builder, signature, args):
