@@ -225,7 +225,7 @@ def test_suite_smoke_on_tiny_settings(shared_data, capsys):
         c = row["clockless"]
         assert c["synaptic_ops"] >= 8 * row["events"] * 4  # every input event reaches ≥ 4 positions × 8 channels
         assert c["dense_macs"] == row["duration_s"] * 1000 * (SIZE * SIZE * 8 * 18 + SIZE * SIZE * 16 * 72)
-        assert c["cpu_s"] > 0
+        assert c["cpu_s"] is None or c["cpu_s"] > 0  # None: below the start-up cost's variation
         for p in row["peers"].values():
             assert p["wall_s"] > 0 and p["speedup"] > 0 and p["cpu_s"] > 0
     assert sec["recordings"][0]["stream"] == "dvs128_walking.aedat"
