@@ -2,7 +2,7 @@
 on the shared real recordings, in the same run.
 
 Each decoder reads the whole file from disk (page cache) and produces every event, again and again until at
-least 10 M events (1 M with ``quick``) have been decoded; the rate is events / wall time, median of 3 trials,
+least 10 M events (1 M with ``quick``) have been decoded, its output consumed and dropped packet by packet; the rate is events / wall time, median of 3 trials,
 spread printed; the decoders of one file take turns trial by trial, so load changes on a shared machine hit
 them alike. Every decoder's output is first checked against ours (count, first/last t, Σx, Σy, ON count);
 a peer that decodes a file differently is marked ✗ and left out of the "fastest correct peer" ratio. Ours reads
@@ -19,7 +19,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -66,14 +66,17 @@ def _stats(parts: list[np.ndarray], y_flip_height: int | None = None) -> tuple:
 
 
 # -- decoders: each returns a callable that decodes the whole file and returns its event arrays -----------------
-def ours(path: Path, kwargs: dict) -> Callable[[], list[np.ndarray]]:
+# -- decoders: each returns a generator function yielding the file's event arrays. Timing consumes and drops
+# them (as a streaming consumer does: decoders that hand out packets can reuse memory); the correctness check
+# collects them.
+def ours(path: Path, kwargs: dict) -> Callable[[], Iterator[np.ndarray]]:
     def run():
-        return list(open_reader(path, **kwargs).chunks())
+        yield from open_reader(path, **kwargs).chunks()
 
     return run
 
 
-def _peers(fmt: str, path: Path, spec_height: int) -> dict[str, tuple[Callable[[], list[np.ndarray]], dict]]:
+def _peers(fmt: str, path: Path, spec_height: int) -> dict[str, tuple[Callable[[], Iterator[np.ndarray]], dict]]:
     out: dict = {}
     try:
         from faery.extension import aedat as f_aedat, dat as f_dat, es as f_es, evt as f_evt
@@ -82,34 +85,30 @@ def _peers(fmt: str, path: Path, spec_height: int) -> dict[str, tuple[Callable[[
     if f_evt is not None:
         if fmt in ("evt2", "evt3"):
             def faery_evt():
-                parts = []
                 with f_evt.Decoder(path, (1280, 720), fmt) as d:
                     for packet in d:
                         if "events" in packet:
-                            parts.append(packet["events"])
-                return parts
+                            yield packet["events"]
 
             out["faery"] = (faery_evt, {})
         if fmt == "aedat4":
             def faery_aedat():
-                parts = []
                 with f_aedat.Decoder(path) as d:
                     for track, packet in d:
                         if track.data_type == "events":
-                            parts.append(packet)
-                return parts
+                            yield packet
 
             out["faery"] = (faery_aedat, {})
         if fmt == "dat":
             def faery_dat():
                 with f_dat.Decoder(path, (304, 240), "dat2") as d:
-                    return [p for p in d]
+                    yield from d
 
             out["faery"] = (faery_dat, {"dat_payload": True})
         if fmt == "es":
             def faery_es():
                 with f_es.Decoder(path, 0) as d:
-                    return [p for p in d]
+                    yield from d
 
             # faery's Python layer flips y to image orientation; its Rust decoder (timed here) does not
             out["faery"] = (faery_es, {"y_flip": spec_height})
@@ -120,7 +119,9 @@ def _peers(fmt: str, path: Path, spec_height: int) -> dict[str, tuple[Callable[[
             aedat = None
         if aedat is not None:
             def aedat_pkg():
-                return [p["events"] for p in aedat.Decoder(str(path)) if "events" in p]
+                for p in aedat.Decoder(str(path)):
+                    if "events" in p:
+                        yield p["events"]
 
             out["aedat"] = (aedat_pkg, {})
     if fmt in ("evt2", "evt3", "dat"):
@@ -130,7 +131,7 @@ def _peers(fmt: str, path: Path, spec_height: int) -> dict[str, tuple[Callable[[
             Wizard = None
         if Wizard is not None:
             def expelliarmus():
-                return [Wizard(encoding=fmt).read(path)]
+                yield Wizard(encoding=fmt).read(path)
 
             out["expelliarmus"] = (expelliarmus, {})
     if fmt == "nmnist_bin":
@@ -142,24 +143,29 @@ def _peers(fmt: str, path: Path, spec_height: int) -> dict[str, tuple[Callable[[
             from runtime.events import DVS_EVENT
 
             def tonic_nmnist():
-                return [tonic.io.read_mnist_file(str(path), dtype=DVS_EVENT)]
+                yield tonic.io.read_mnist_file(str(path), dtype=DVS_EVENT)
 
             out["tonic"] = (tonic_nmnist, {})
     return out
 
 
-def _rates(fns: dict[str, Callable[[], object]], events_per_call: int, target: int, trials: int) -> dict:
+def _drain(gen_fn: Callable[[], Iterator[np.ndarray]]) -> None:
+    for _ in gen_fn():
+        pass
+
+
+def _rates(fns: dict[str, Callable[[], Iterator]], events_per_call: int, target: int, trials: int) -> dict:
     """{name: (events/s median, relative spread)}: the decoders take turns, trial by trial, so a change in the
     machine's load during the run hits them alike (this machine is shared)."""
     reps = max(1, math.ceil(target / max(1, events_per_call)))
     for fn in fns.values():
-        fn()  # warm-up (compilation, page cache)
+        _drain(fn)  # warm-up (compilation, page cache)
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(trials):
         for name, fn in fns.items():
             t0 = time.perf_counter()
             for _ in range(reps):
-                fn()
+                _drain(fn)
             samples[name].append(time.perf_counter() - t0)
     out = {}
     for name, times in samples.items():
@@ -180,7 +186,8 @@ def _npy_case(target: int, trials: int, tmp: Path) -> dict:
     (tmp / "events.json").write_text('{"sensor_size": [1280, 720, 2]}')
     n = big.shape[0]
     rows = _rates(
-        {"ours": ours(path, {}), "memory copy": lambda: big.copy(), "np.load": lambda: np.load(path)}, n, n, trials
+        {"ours": ours(path, {}), "memory copy": lambda: iter([big.copy()]), "np.load": lambda: iter([np.load(path)])},
+        n, n, trials,
     )
     # the same events in the other generic containers, against the plain way to load each
     import h5py
@@ -196,11 +203,11 @@ def _npy_case(target: int, trials: int, tmp: Path) -> dict:
 
     def h5py_columns():
         with h5py.File(h5, "r") as f:
-            return [f["events"][name][:] for name in ("x", "y", "t", "p")]
+            yield [f["events"][name][:] for name in ("x", "y", "t", "p")]
 
     containers = {
         "hdf5": _rates({"ours": ours(h5, {}), "h5py columns": h5py_columns}, n, n, trials),
-        "npz": _rates({"ours": ours(npz, {}), "np.load": lambda: np.load(npz)["events"]}, n, n, trials),
+        "npz": _rates({"ours": ours(npz, {}), "np.load": lambda: iter([np.load(npz)["events"]])}, n, n, trials),
     }
     return {"events": n, "rates": rows, "containers": containers}
 
@@ -223,14 +230,14 @@ def run(quick: bool, plots_dir: Path | None) -> dict:
         reader = open_reader(path, **kwargs)
         height = reader.spec.shape[1] if reader.spec.kind == "dvs" else 1
         mine = ours(path, kwargs)
-        ref = _stats(mine())
+        ref = _stats(list(mine()))
         n = ref[0]
         entry = {"format": fmt, "file": rel, "events_per_file": n, "peers": {}}
         fns = {"ours": mine}
         correct = {}
         for name, (fn, opts) in _peers(fmt, path, height).items():
             try:
-                parts = fn()
+                parts = list(fn())
                 if opts.get("dat_payload"):
                     parts = [
                         np.rec.fromarrays([p["t"], p["x"], p["y"], np.clip(p["payload"], 0, 1)], names="t,x,y,p")
