@@ -7,7 +7,11 @@ Model, per channel c of ``channels`` log-spaced between ``f_lo_hz`` and ``f_hi_h
    [k ms, k+1 ms) from the first sample), giving the frame's mean power;
 3. envelope: one-pole smoothing of the frame power with time constant ``tau_env_us``, clamped from below to
    the energy floor ``floor_db`` (dB of mean-square power, full-scale square wave = 0 dB);
-4. delta modulation of the envelope on a log scale: an ON event each time it rises ``delta_db`` above the level
+4. optional noise floor (``noise_tau_us`` > 0): a valley follower of the envelope that falls with it at once and
+   rises toward it with time constant ``noise_tau_us``; the envelope is also clamped to this floor plus
+   ``noise_margin_db``, so a steady background (fan, tap, traffic) stops producing events after about
+   ``noise_tau_us`` while speech above it still does;
+5. delta modulation of the envelope on a log scale: an ON event each time it rises ``delta_db`` above the level
    of the channel's last event, an OFF event each time it falls ``delta_db`` below it (at most
    ``max_events_per_frame`` per channel and frame). Events carry the time of the frame's last sample.
 
@@ -17,7 +21,8 @@ stream uses only the channels below 3.6 kHz. Output is identical however the aud
 frames are fixed in stream time and all state lives in ``FrontEndState``.
 
 Work is counted as ``frontend_macs``: 4 multiply-accumulates per active channel and sample (3 in the biquad, 1 in
-the squaring accumulator) and 2 per active channel and frame (smoothing, threshold scaling).
+the squaring accumulator) and 2 per active channel and frame (smoothing, threshold scaling), plus 2 per active
+channel and frame with the noise floor on.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from runtime.events import AUDIO_EVENT
 from runtime.packet import Packet
 from runtime.spec import StreamSpec, audio_spec
 
-from .audio_kernels import MACS_PER_FRAME, MACS_PER_SAMPLE, frontend_block
+from .audio_kernels import MACS_PER_FRAME, MACS_PER_FRAME_NOISE, MACS_PER_SAMPLE, frontend_block
 
 __all__ = ["PCM_SAMPLE", "pcm_spec", "AudioFrontEnd", "FrontEndState", "center_frequencies", "bandpass_coefs"]
 
@@ -84,6 +89,9 @@ class FrontEndState:
     acc: np.ndarray
     env: np.ndarray
     ref: np.ndarray
+    noise: np.ndarray
+    gamma: float = 0.0
+    margin: float = 1.0
     n_samples: int = 0  # samples consumed so far = absolute index of the next sample
     frames: int = 0
     frontend_macs: int = 0
@@ -121,6 +129,8 @@ class AudioFrontEnd:
     floor_db: float = -70.0
     delta_db: float = 3.0
     max_events_per_frame: int = 8
+    noise_tau_us: int = 0  # 0: no noise-floor tracking
+    noise_margin_db: float = 6.0
 
     def __post_init__(self):
         problems = []
@@ -134,6 +144,9 @@ class AudioFrontEnd:
             problems.append(f"tau_env_us must be > 0, got {self.tau_env_us}")
         if not self.delta_db > 0:
             problems.append(f"delta_db must be > 0, got {self.delta_db}")
+        if self.noise_tau_us < 0 or self.noise_margin_db < 0:
+            problems.append(f"noise_tau_us and noise_margin_db must be ≥ 0, got {self.noise_tau_us}, "
+                            f"{self.noise_margin_db}")
         if not self.max_events_per_frame >= 1:
             problems.append(f"max_events_per_frame must be ≥ 1, got {self.max_events_per_frame}")
         if problems:
@@ -157,7 +170,9 @@ class AudioFrontEnd:
             beta=1.0 - math.exp(-1000.0 / self.tau_env_us),
             floor_pow=floor_pow, ratio=10.0 ** (self.delta_db / 10.0),
             xh=np.zeros(2), y1=np.zeros(c), y2=np.zeros(c), acc=np.zeros(c), env=np.zeros(c),
-            ref=np.full(c, floor_pow), n_active=int(active.sum()),
+            ref=np.full(c, floor_pow), noise=np.full(c, floor_pow), n_active=int(active.sum()),
+            gamma=1.0 - math.exp(-1000.0 / self.noise_tau_us) if self.noise_tau_us > 0 else 0.0,
+            margin=10.0 ** (self.noise_margin_db / 10.0),
         )
         _warm_up()
         return state
@@ -195,7 +210,8 @@ class AudioFrontEnd:
     def dense_macs_per_bin(self, spec: StreamSpec) -> int:
         rate = self._rate(spec)
         active = int((center_frequencies(self.channels, self.f_lo_hz, self.f_hi_hz) < 0.45 * rate).sum())
-        return active * (MACS_PER_SAMPLE * rate // 1000 + MACS_PER_FRAME)
+        per_frame = MACS_PER_FRAME + (MACS_PER_FRAME_NOISE if self.noise_tau_us > 0 else 0)
+        return active * (MACS_PER_SAMPLE * rate // 1000 + per_frame)
 
     # ---- direct use (training, bench) -----------------------------------------------------------------------
     def run_array(self, samples: np.ndarray, rate_hz: int) -> tuple[np.ndarray, FrontEndState]:
@@ -220,13 +236,14 @@ class AudioFrontEnd:
         out_t, out_x, out_p = state.out_t, state.out_x, state.out_p
         ne, frames = frontend_block(
             x, n0, state.rate_hz, state.b0, state.a1, state.a2, state.active, state.beta, state.floor_pow,
-            state.ratio, self.max_events_per_frame, state.xh, state.y1, state.y2, state.acc, state.env, state.ref,
-            out_t, out_x, out_p,
+            state.gamma, state.margin, state.ratio, self.max_events_per_frame, state.xh, state.y1, state.y2,
+            state.acc, state.env, state.ref, state.noise, out_t, out_x, out_p,
         )
         n_active = state.n_active
         state.n_samples = n0 + n
         state.frames += frames
-        state.frontend_macs += n_active * (MACS_PER_SAMPLE * n + MACS_PER_FRAME * frames)
+        per_frame = MACS_PER_FRAME + (MACS_PER_FRAME_NOISE if state.gamma > 0 else 0)
+        state.frontend_macs += n_active * (MACS_PER_SAMPLE * n + per_frame * frames)
         state.events += ne
         if ne == 0:
             return _EMPTY
@@ -258,7 +275,7 @@ def _warm_up() -> None:
     c = 2
     z = np.zeros(c)
     frontend_block(
-        np.zeros(20, np.float32), 0, 16000, z.copy(), z.copy(), z.copy(), np.ones(c, np.bool_), 0.1, 1e-7, 2.0, 4,
-        np.zeros(2), z.copy(), z.copy(), z.copy(), z.copy(), np.full(c, 1e-7),
+        np.zeros(20, np.float32), 0, 16000, z.copy(), z.copy(), z.copy(), np.ones(c, np.bool_), 0.1, 1e-7, 0.01, 4.0,
+        2.0, 4, np.zeros(2), z.copy(), z.copy(), z.copy(), z.copy(), np.full(c, 1e-7), np.full(c, 1e-7),
         np.empty(64, np.int64), np.empty(64, np.int16), np.empty(64, np.bool_),
     )

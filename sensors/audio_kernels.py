@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["frontend_block", "MACS_PER_SAMPLE", "MACS_PER_FRAME"]
+__all__ = ["frontend_block", "MACS_PER_SAMPLE", "MACS_PER_FRAME", "MACS_PER_FRAME_NOISE"]
 
 MACS_PER_SAMPLE = 4  # per active channel: band-pass biquad (3 multiplies) + squared output accumulated (1)
 MACS_PER_FRAME = 2  # per active channel and 1 ms frame: envelope smoothing (1) + delta threshold scaling (1)
+MACS_PER_FRAME_NOISE = 2  # with noise-floor tracking: its rise (1) and the margin scaling (1)
 
 
 @njit(cache=True, nogil=True)
@@ -26,6 +27,8 @@ def frontend_block(
     active,  # bool[C] channels below Nyquist; inactive ones cost nothing and never fire
     beta,  # envelope smoothing factor per 1 ms frame
     floor_pow,  # mean-square power floor: envelopes below it are clamped to it
+    gamma,  # noise-floor rise per frame (0: no noise-floor tracking)
+    margin,  # the clamp level is max(floor_pow, noise floor × margin)
     ratio,  # delta threshold as a power ratio (> 1)
     max_per_frame,  # at most this many events per channel and frame
     xh,  # float64[2] state: x[n-1], x[n-2]
@@ -34,6 +37,7 @@ def frontend_block(
     acc,  # float64[C] state: sum of y^2 in the open frame
     env,  # float64[C] state: smoothed frame power
     ref,  # float64[C] state: level of the last event (delta modulator reference)
+    noise,  # float64[C] state: noise floor (valley follower of the envelope)
     out_t,  # int64[cap] events out
     out_x,  # int16[cap]
     out_p,  # bool[cap]
@@ -43,7 +47,9 @@ def frontend_block(
     A frame is 1 ms of stream time: sample n belongs to frame floor(n * 1000 / rate_hz). When a frame's last
     sample has been filtered, each active channel's mean power updates its envelope, and the delta modulator
     emits ON events while the envelope exceeds ref * ratio (ref *= ratio each) and OFF events while it is below
-    ref / ratio, at the time of that last sample. Envelopes are clamped to ``floor_pow``, so silence never fires.
+    ref / ratio, at the time of that last sample. Envelopes are clamped to ``floor_pow``, so silence never fires,
+    and (when ``gamma`` > 0) to the channel's noise floor × ``margin``: the noise floor follows the envelope down at
+    once and up by ``gamma`` of the gap per frame, so a steady background stops producing events.
     """
     n_ch = b0.shape[0]
     ne = 0
@@ -77,7 +83,17 @@ def frontend_block(
                 acc[c] = 0.0
                 e = env[c] + beta * (power - env[c])
                 env[c] = e
-                if e < floor_pow:
+                if gamma > 0.0:
+                    nf = noise[c]
+                    nf = e if e < nf else nf + gamma * (e - nf)
+                    noise[c] = nf
+                    lo = nf * margin
+                    if lo > floor_pow:
+                        if e < lo:
+                            e = lo
+                    elif e < floor_pow:
+                        e = floor_pow
+                elif e < floor_pow:
                     e = floor_pow
                 r = ref[c]
                 m = 0

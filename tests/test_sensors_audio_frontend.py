@@ -24,6 +24,9 @@ def reference_frontend(x, rate, fe: AudioFrontEnd):
     beta = 1.0 - math.exp(-1000.0 / fe.tau_env_us)
     floor = 10.0 ** (fe.floor_db / 10.0)
     ratio = 10.0 ** (fe.delta_db / 10.0)
+    gamma = 1.0 - math.exp(-1000.0 / fe.noise_tau_us) if fe.noise_tau_us else 0.0
+    margin = 10.0 ** (fe.noise_margin_db / 10.0)
+    noise = [floor] * fe.channels
     events = []
     x1 = x2 = 0.0
     y1 = [0.0] * fe.channels
@@ -48,7 +51,11 @@ def reference_frontend(x, rate, fe: AudioFrontEnd):
                     continue
                 env[c] = env[c] + beta * (acc[c] / frame_len - env[c])
                 acc[c] = 0.0
-                e = max(env[c], floor)
+                lo = floor
+                if gamma:
+                    noise[c] = env[c] if env[c] < noise[c] else noise[c] + gamma * (env[c] - noise[c])
+                    lo = max(floor, noise[c] * margin)
+                e = max(env[c], lo)
                 m = 0
                 while m < fe.max_events_per_frame and e >= ref[c] * ratio:
                     ref[c] *= ratio
@@ -80,11 +87,11 @@ def _pcm(x, rate, n0=0):
     return pcm_packet(np.asarray(x, np.float32), n0, rate)
 
 
-@pytest.mark.parametrize("rate", [8000, 16000, 44100])
-def test_kernel_matches_reference(rate):
+@pytest.mark.parametrize("rate, noise_tau_us", [(8000, 0), (16000, 0), (44100, 0), (16000, 50_000), (22050, 20_000)])
+def test_kernel_matches_reference(rate, noise_tau_us):
     rng = np.random.default_rng(1)
-    x = _speechlike(rng, rate, 0.3)
-    fe = AudioFrontEnd(channels=8, max_events_per_frame=3)
+    x = _speechlike(rng, rate, 0.3) + (rng.standard_normal(int(rate * 0.3)) * 0.02).astype(np.float32)
+    fe = AudioFrontEnd(channels=8, max_events_per_frame=3, noise_tau_us=noise_tau_us)
     fast, state = fe.run_array(x, rate)
     slow, env = reference_frontend(x, rate, fe)
     assert fast.size > 20
@@ -122,6 +129,23 @@ def test_silence_and_noise_below_floor_produce_no_events():
     loud = (np.random.default_rng(3).standard_normal(rate) * 10 ** (-30 / 20)).astype(np.float32)
     ev = fe.run_array(loud, rate)[0]
     assert ev.size > 0 and ev["p"][: fe.channels].all()  # the onset of a sound is ON events
+
+
+def test_noise_floor_silences_a_steady_background_but_not_bursts_on_it():
+    rate = 16000
+    rng = np.random.default_rng(7)
+    steady = (rng.standard_normal(rate * 4) * 0.05).astype(np.float32)
+    plain = AudioFrontEnd()
+    tracked = AudioFrontEnd(noise_tau_us=300_000, noise_margin_db=6.0)
+    ev_plain = plain.run_array(steady, rate)[0]
+    ev_tracked = tracked.run_array(steady, rate)[0]
+    late = lambda ev: int((ev["t"] >= 2_000_000).sum())  # noqa: E731
+    assert late(ev_plain) > 200 and late(ev_tracked) < late(ev_plain) / 10
+    bursts = steady.copy()
+    t = np.arange(rate * 4) / rate
+    bursts += (0.5 * np.sin(2 * np.pi * 600 * t) * ((t % 0.5) < 0.15)).astype(np.float32)
+    assert late(tracked.run_array(bursts, rate)[0]) > 10 * max(late(ev_tracked), 1)
+    assert tracked.run_array(steady, rate)[1].frontend_macs == 16 * (4 * rate * 4 + 4 * 4000)
 
 
 def test_tone_excites_its_channel_most():
