@@ -224,8 +224,8 @@ def ops_per_event_plot(tl: dict[str, np.ndarray], path: Path | str, *, dense_mac
 
 def rate_vs_compute_plot(tl: dict[str, np.ndarray], path: Path | str, *, window_us: int = 10_000,
                          title: str = "input event rate vs compute") -> Path:
-    """Timeline: input events/s by event time (top); synaptic ops/s and the share of a core the stage used, by
-    wall-clock time of each step (bottom). Windows in which nothing arrived show zero compute."""
+    """Timeline: input events/s by event time (top); synaptic ops/s and the share of each window the stage spent
+    stepping, by wall-clock time of each step (bottom). Windows in which nothing arrived show zero compute."""
     s_in = window_series(tl, window_us, by="stream")
     s_cpu = window_series(tl, window_us, by="wall")
     w = window_us / 1e6
@@ -240,15 +240,15 @@ def rate_vs_compute_plot(tl: dict[str, np.ndarray], path: Path | str, *, window_
     ax2.set_ylabel("synaptic ops/s")
     ax3 = ax2.twinx()
     ax3.step(s_cpu["t_s"], 100.0 * s_cpu["busy_s"] / w, where="post", color="#55a868", linestyle="--",
-             label="stage CPU (% of a core)")
-    ax3.set_ylabel("% of a core")
+             label="stage busy (wall time in its steps, % of the window)")
+    ax3.set_ylabel("stage busy (% of the window)")
     ax3.set_ylim(bottom=0)
     ax2.set_ylim(bottom=0)
     ax2.set_xlabel("time from start (s): input by event time, compute by wall clock")
     idle = s_cpu["packets"] == 0
     frac = float(idle.mean()) if idle.shape[0] else 0.0
     ax2.legend(handles=ax2.get_lines() + ax3.get_lines(), loc="upper right", fontsize=8,
-               title=f"{frac:.0%} of windows: no packet, 0 ops, 0 CPU", title_fontsize=8)
+               title=f"{frac:.0%} of windows: no packet, 0 ops, 0 busy time", title_fontsize=8)
     return _save(fig, path)
 
 
@@ -307,5 +307,5 @@ def write_engine_plots(net, plots_dir: Path | str, *, duration_us: int = 3_000_0
     }
     print(f"plots: {', '.join(out['paths'].values())}")
     print(f"  paced replay: latency p50 {out['latency_us']['p50']} µs, p99 {out['latency_us']['p99']} µs; "
-          f"{out['idle_windows']}/{out['windows']} wall-clock 10 ms windows without a packet (0 ops, 0 CPU)")
+          f"{out['idle_windows']}/{out['windows']} wall-clock 10 ms windows without a packet (0 ops, 0 busy time)")
     return out
