@@ -1,7 +1,9 @@
 """Clockless against clock-driven SNN frameworks: the same network, the same weights, the same stream, on the CPU.
 
 The network is the one of the measurement issue: ``conv 2→8, 3×3 → LIF → conv 8→16, 3×3 → LIF`` on 128×128 DVS
-input (padding 1, no bias), τ = 20 ms, reset by subtraction, weights drawn from a seeded generator. clockless runs
+input (padding 1, no bias), τ = 20 ms, reset by subtraction, weights drawn from a seeded generator, thresholds set
+so that 1 M ev/s makes both layers busy (about 0.6 conv1 and 0.85 conv2 spikes per input event; sparser input
+makes fewer, denser more, which the ops/event column shows). clockless runs
 it event by event (``runtime.engine.Network`` inside the trio executor: packets of ≤ 1 ms / 4096 events); each peer
 is built here from the very same numpy weights and steps a 1 ms clock over dense tensors, batch 1:
 
@@ -17,7 +19,8 @@ Peers receive the events binned into dense ``(T, 2, 128, 128)`` count tensors, `
 binning is part of their measured time, as packetizing is part of clockless's. Every figure is measured in one run
 on this machine, repeats interleaved, medians printed with their spread. Because a shared machine can make two
 OpenMP threads slower than one, each peer is timed at 1 and at ``TORCH_THREADS`` threads at 1 M ev/s and keeps its
-faster setting for the whole run (reported).
+faster setting for the whole run (reported). Wall-time ratios are the figures; process CPU-time ratios are printed
+beside them, since on a loaded machine each side gets only part of a core.
 
 Streams: synthetic DVS-like streams (a smooth random texture drifting sideways; each event falls on a pixel with
 probability ∝ the texture's horizontal gradient, polarity its sign) swept from 1 k to 10 M ev/s, and the shared

@@ -5,6 +5,7 @@ What the plots read is recorded on the real event path without touching the runt
 appends, per packet it steps, (wall time the step began, how long it ran, the packet's watermark in stream time,
 events in, synaptic ops and spikes that step performed, from the stage's own cumulative counters) to a
 ``Timeline``. Latency samples come from the executor's ``LatencyRecorder`` (``Run(...).latency.samples_ns()``).
+In outline (``write_engine_plots`` is the complete, runnable version):
 
     tl = Timeline()
     g.stage("snn", Probe(net, tl), ev)
