@@ -1,0 +1,135 @@
+"""The VAD graph: training model = PyTorch mirror = engine spike for spike; the graph runs on real audio (trio and
+reference executors agree, any block size), silence costs no synaptic op, and the shipped weights detect speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from apps.training.torch_snn import SNN
+from apps.vad.export import save_network, vad_topology
+from apps.vad.metrics import frame_labels, frame_metrics, frames_from_segments
+from apps.vad.model import SnnVad, VadConfig
+from graphs.network import read_topology, save_network as write_plain_network
+from graphs.vad import DEFAULT_WEIGHTS, build, load_vad
+from runtime.errors import FormatError
+from runtime.executor import run
+from runtime.reference import run_reference
+from runtime.testing import cut_at, run_stage
+from sensors.audio import AudioFileSource
+from sensors.audio_frontend import AudioFrontEnd
+
+
+def _random_vad(tmp_path, seed=0, hidden=24):
+    frontend = AudioFrontEnd()
+    cfg = VadConfig(inputs=2 * frontend.channels, hidden=hidden, readout=3)
+    net = SnnVad(cfg, seed=seed)
+    with torch.no_grad():
+        net.w1.mul_(2.0)
+        net.w2.abs_().mul_(2.0)
+    path = tmp_path / "vad.json"
+    save_network(path, net, frontend, {"note": "random weights for a test"})
+    return path, net, frontend
+
+
+def _events_of(shared_data, rel, seconds):
+    x, rate = sf.read(str(shared_data / "audio" / rel), dtype="float32", always_2d=True)
+    x = x.mean(axis=1)[: int(seconds * rate)]
+    ev, _ = AudioFrontEnd().run_array(x, rate)
+    return ev, len(x) * 1000 // rate
+
+
+def test_training_kernel_mirror_and_engine_agree_spike_for_spike(shared_data, tmp_path):
+    path, net, frontend = _random_vad(tmp_path)
+    ev, n_bins = _events_of(shared_data, "speech/jfk.wav", 3.0)
+    c = frontend.channels
+    counts = np.zeros((1, n_bins, 2 * c), np.float32)
+    np.add.at(counts[0], (ev["t"] // 1000, ev["p"].astype(np.int64) * c + ev["x"]), 1)
+
+    y_kernel = net(torch.from_numpy(counts))[0].detach().numpy()[0]
+
+    mirror = SNN(read_topology(path)).double()
+    with torch.no_grad():
+        mirror.layers["hidden"].weight.copy_(net.w1.T)
+        mirror.layers["hidden"].recurrent_weight.copy_(net.r.T)
+        mirror.layers["readout"].weight.copy_(net.w2.T)
+        readout_mirror = mirror(torch.from_numpy(counts).permute(1, 0, 2).double()).sum(-1)[:, 0].numpy()
+
+    model = load_vad(path)
+    spikes, _, _ = run_stage(model.network, model.frontend.out_spec(_pcm_spec(16000)),
+                             cut_at(ev, [], t_end_us=n_bins * 1000))
+    readout_engine = np.bincount(spikes["t"] // 1000, minlength=n_bins).astype(np.float64)
+
+    a = np.exp(-1000 / net.cfg.tau_y_us)
+    y_mirror = _trace(readout_mirror, a)
+    assert readout_engine.sum() > 20
+    np.testing.assert_array_equal(readout_mirror, readout_engine)
+    np.testing.assert_allclose(y_kernel, y_mirror, rtol=1e-9, atol=1e-9)
+
+
+def _trace(per_bin, a):
+    y, out = 0.0, np.empty_like(per_bin)
+    for i, s in enumerate(per_bin):
+        y = a * y + s
+        out[i] = y
+    return out
+
+
+def _pcm_spec(rate):
+    from sensors.audio_frontend import pcm_spec
+
+    return pcm_spec(rate)
+
+
+def test_graph_on_a_real_clip_trio_equals_reference_and_block_size_does_not_matter(shared_data, tmp_path):
+    path, _, _ = _random_vad(tmp_path, seed=1)
+    clip = shared_data / "audio" / "english.wav"  # 8 kHz: the upper channels are off
+    scores = tmp_path / "scores.csv"
+    r1 = run(build(AudioFileSource(clip, block_ms=32), scores_path=str(scores), weights=path))
+    r2 = run_reference(build(AudioFileSource(clip, block_ms=7), weights=path))
+    assert r1["segments"] == r2["segments"]
+    assert r1["ops"]["synaptic_ops"] == r2["ops"]["synaptic_ops"] > 0
+    assert r1["ops"]["frontend_macs"] == r2["ops"]["frontend_macs"] > 0
+    lines = scores.read_text().splitlines()
+    assert lines[1] == "t_us,score" and len(lines) - 2 == int(sf.info(str(clip)).duration * 100)
+    for s in r1["segments"]:
+        assert 0 <= s["start_us"] <= s["decided_us"] < s["end_us"] and s["label"] == "speech"
+
+
+def test_silence_costs_no_synaptic_op(tmp_path):
+    path, _, _ = _random_vad(tmp_path, seed=2)
+    wav = tmp_path / "silence.wav"
+    sf.write(str(wav), np.zeros(16000 * 3, np.float32), 16000)
+    report = run(build(AudioFileSource(wav), weights=path))
+    assert report["ops"]["synaptic_ops"] == 0 and report["segments"] == []
+    assert report["nodes"]["snn"]["events_in"] == 0 and report["ops"]["frontend_macs"] > 0
+
+
+def test_a_network_without_vad_meta_is_refused(tmp_path):
+    frontend = AudioFrontEnd()
+    topo = vad_topology(VadConfig(inputs=32, hidden=4, readout=1), frontend)
+    topo["meta"] = {}
+    arrays = {"hidden.weight": np.zeros((4, 32)), "hidden.recurrent_weight": np.zeros((4, 4)),
+              "readout.weight": np.zeros((1, 4))}
+    write_plain_network(topo, tmp_path / "plain.json", arrays)
+    with pytest.raises(FormatError, match="meta.vad"):
+        load_vad(tmp_path / "plain.json")
+
+
+def test_shipped_weights_detect_speech_in_labelled_clips(shared_data):
+    model = load_vad(DEFAULT_WEIGHTS)
+    assert model.network.input_shape == (2 * model.frontend.channels,)
+    labels, decisions = [], []
+    for name in ("cobra_sample.wav", "speechbrain_vad_valid.wav"):
+        clip = shared_data / "audio" / "labelled" / name
+        report = run(build(AudioFileSource(clip)))
+        n = int(sf.info(str(clip)).frames) * 100 // 16000
+        speech, scored = frame_labels(clip, n)
+        labels.append(speech[scored])
+        decisions.append(frames_from_segments(report["segments"], n)[scored])
+        onset_ms = [(s["decided_us"] - s["start_us"]) / 1000 for s in report["segments"]]
+        assert all(0 <= d <= model.segmenter["onset_lead_us"] / 1000 for d in onset_ms)
+    m = frame_metrics(np.concatenate(labels), np.concatenate(decisions))
+    assert m["balanced_accuracy"] > 0.75 and m["f1"] > 0.7
