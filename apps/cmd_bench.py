@@ -1,6 +1,7 @@
 """Measure clockless on this machine, side by side with its baselines, in one run.
 
 Suites: runtime (executor overhead vs bare trio channels), decode (file readers vs faery/aedat/expelliarmus),
+peers (the same SNN in snnTorch, Sinabs and a torch loop, clock-driven at 1 ms),
 emulator (frames/s, ns per pixel), snn (event-driven engine vs the same network clock-driven), gesture, vad
 (accuracy, ops and speed vs WebRTC VAD and Silero), idle (the cost of silence), or all. Every comparison is a
 ratio measured in the same run; medians of repeats, spread printed. Bench runs never gate CI.

@@ -406,6 +406,7 @@ def run(
     report = r.report()
     if keep_outputs:
         report["_outputs"] = r.outputs
+        report["_latency_ns"] = r.latency.samples_ns()
     if json_path:
         write_json({k: v for k, v in report.items() if not k.startswith("_")}, json_path)
     return report

@@ -9,7 +9,7 @@ from typing import Callable
 
 __all__ = ["SUITES", "median_spread", "time_repeats"]
 
-SUITES = ("runtime", "decode", "emulator", "snn", "gesture", "vad", "idle")
+SUITES = ("runtime", "decode", "emulator", "snn", "peers", "gesture", "vad", "idle")
 
 
 def time_repeats(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
