@@ -117,8 +117,8 @@ def _kernel_run(net: Network, t, a, wm, decay="frame"):
     from runtime import spike_spec
 
     state = net.init(spike_spec(net.input_shape))
-    out_t, out_a = net._run(state, np.asarray(t, np.int64), np.asarray(a, np.int32).copy(), wm)
-    return net, state, sorted(zip(out_t.tolist(), out_a.tolist()))
+    out = net._run(state, np.asarray(t, np.int64), np.asarray(a, np.int32).copy(), wm)
+    return net, state, sorted(zip(out["t"].tolist(), out["addr"].tolist()))
 
 
 def _stream(rng, n, size, t_max, *, ties=True):
@@ -275,3 +275,13 @@ def test_spatial_gate_kernel_matches_twin():
     assert 0 < keep.sum() < n
     tiles = gk.tiles_of(np.array([0, 5, 5 * 16 + 9, 2 * 20 * 16 + 19 * 16 + 15], np.int32), 20, 16, 4, 4)
     assert tiles.tolist() == [0, 1, 1 * 4 + 2, 4 * 4 + 3]
+
+
+def test_kernel_spike_dtype_is_the_runtime_spike_event():
+    from runtime import SPIKE_EVENT
+
+    assert sk.SPIKE_DTYPE == SPIKE_EVENT
+    ev, extra = sk._pack(np.array([5, 7], np.int64), np.array([1, 2], np.int32), np.array([9], np.int64),
+                         np.array([3], np.int32), np.array([0, 1], np.int64), -1)
+    assert ev.dtype == SPIKE_EVENT and ev["t"].tolist() == [5, 7] and ev["addr"].tolist() == [1, 2]
+    assert extra.tolist() == [-1, 0, 1, 9, 3]

@@ -283,3 +283,15 @@ def test_runaway_recurrent_excitation_raises_instead_of_exhausting_memory():
     ev.flags.writeable = False
     with pytest.raises(RuntimeError, match="network 'loop': layer 'r' emitted over .* runaway excitation"):
         net.step(state, Packet(ev, 10_000))
+
+
+def test_time_going_back_is_refused():
+    net = Network([Linear("a", np.ones((1, 1)), Neuron(1.0, 1000.0))], (1,), name="fwd")
+    state = net.init(spike_spec((1,)))
+    ev = spikes_of([500], [0])
+    ev.flags.writeable = False
+    state, _ = net.step(state, Packet(ev, 1000))
+    from runtime.errors import StreamOrderError
+
+    with pytest.raises(StreamOrderError, match=r"network 'fwd': packet starting at t=500 µs .* after watermark 1000"):
+        net.step(state, Packet(ev, 1000))

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import StreamOrderError
 from ..events import SPIKE_EVENT
 from ..packet import Packet
 from ..spec import StreamSpec, spike_spec
@@ -106,6 +107,7 @@ class Network:
                              "outputs")
         object.__setattr__(self, "shapes", tuple(shapes))
         object.__setattr__(self, "_c", self._compile())
+        object.__setattr__(self, "_delay", int(sum(layer.delay_us for layer in self.layers)))
 
     # ---------------------------------------------------------------- structure
     @property
@@ -274,11 +276,21 @@ class Network:
             gs.pending = np.empty(0, np.int32)
             state.gates.append(gs)
         # compile (or load from the cache) now, on empty inputs, never on the first real packet
-        self._encode(state, _empty_like_spec(spec))
+        self._run_events(state, _empty_like_spec(spec), 0)
         self._run(state, np.empty(0, np.int64), np.empty(0, np.int32), 0)
         sk.fanout_sum(c.desc, 0, np.empty(0, np.int32))
+        for g, gs in zip(self.input_gates, state.gates):
+            g.apply(gs, np.empty(0, np.int64), np.empty(0, np.int32), 0)
+        state.gates = [g.make_state(gate_grid) for g in self.input_gates]
+        for gs in state.gates:
+            gs.pending = np.empty(0, np.int32)
         state.q_start[:] = 0
         return state
+
+    def _args(self, state: NetworkState) -> tuple:
+        c = self._c
+        return (c.desc, c.fpar, c.W, state.u, state.tl, state.ru, state.scratch, state.lstate, c.lut, c.cg_w, c.cg_b,
+                state.cg_r, state.counters, state.q_t, state.q_a, state.q_start)
 
     def _encode(self, state: NetworkState, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         kind = state.in_kind
@@ -290,24 +302,48 @@ class Network:
         else:
             t, a, bad = sk.encode_flat(events["addr"], events["t"], state.in_grid[0])
         if bad >= 0:
-            raise ValueError(f"network '{self.name}': input event {bad} lies outside the input shape "
-                             f"{self.input_shape}: {events[bad]} (crop or rescale the stream first)")
+            self._bad_input(events, bad)
         return t, a
 
-    def _run(self, state: NetworkState, t: np.ndarray, a: np.ndarray, wm: int) -> tuple[np.ndarray, np.ndarray]:
-        c = self._c
-        out_t, out_a, state.q_t, state.q_a, state.q_start = sk.run_chain(
-            t, a, int(wm), c.desc, c.fpar, c.W, state.u, state.tl, state.ru, state.scratch,
-            state.lstate, c.lut, c.cg_w, c.cg_b, state.cg_r, state.counters, state.q_t, state.q_a, state.q_start,
-        )
-        bad = np.flatnonzero(state.lstate[:, sk.S_RUNAWAY] > 0)
-        if bad.shape[0]:
-            name = c.names[int(bad[0])]
+    def _bad_input(self, events, bad: int):
+        raise ValueError(f"network '{self.name}': input event {bad} lies outside the input shape "
+                         f"{self.input_shape}: {events[bad]} (crop or rescale the stream first)")
+
+    def _run_events(self, state: NetworkState, events: np.ndarray, wm: int) -> np.ndarray:
+        """Encode and run one packet's events in a single kernel call (no input gates)."""
+        kind = state.in_kind
+        if kind == "dvs":
+            _, h, w = state.in_grid
+            ev, extra = sk.run_dvs(events["x"], events["y"], events["p"], events["t"], w, h, int(wm),
+                                   *self._args(state))
+        elif kind == "audio":
+            ev, extra = sk.run_audio(events["x"], events["p"], events["t"], state.in_grid[2], int(wm),
+                                     *self._args(state))
+        else:
+            ev, extra = sk.run_spikes(events["addr"], events["t"], state.in_grid[0], int(wm), *self._args(state))
+        if extra[0] >= 0:
+            self._bad_input(events, int(extra[0]))
+        return self._unpack(state, ev, extra, events.shape[0], wm)
+
+    def _run(self, state: NetworkState, t: np.ndarray, a: np.ndarray, wm: int) -> np.ndarray:
+        """Run encoded inputs (times, addresses; the addresses get sorted in place within equal times)."""
+        ev, extra = sk.run_encoded(t, a, int(wm), *self._args(state))
+        return self._unpack(state, ev, extra, t.shape[0], wm)
+
+    def _unpack(self, state: NetworkState, ev: np.ndarray, extra: np.ndarray, n_in: int, wm: int) -> np.ndarray:
+        nl = state.q_start.shape[0]
+        nq = (extra.shape[0] - 1 - nl) // 2
+        if nq or state.q_t.shape[0]:
+            state.q_start = extra[1: 1 + nl].copy()
+            state.q_t = extra[1 + nl: 1 + nl + nq].copy()
+            state.q_a = extra[1 + nl + nq:].astype(np.int32)
+        if state.lstate[:, sk.S_RUNAWAY].any():
+            i = int(np.flatnonzero(state.lstate[:, sk.S_RUNAWAY] > 0)[0])
             raise RuntimeError(
-                f"network '{self.name}': layer '{name}' emitted over {int(state.lstate[bad[0], sk.S_RUNAWAY])} spikes "
-                f"from a packet of {t.shape[0]} events ending at {wm} µs: runaway excitation (recurrent weights or "
+                f"network '{self.name}': layer '{self._c.names[i]}' emitted over {int(state.lstate[i, sk.S_RUNAWAY])} "
+                f"spikes from a packet of {n_in} events ending at {wm} µs: runaway excitation (recurrent weights or "
                 "thresholds make activity grow without bound); the network state is no longer valid")
-        return out_t, out_a
+        return ev
 
     def _gate_inputs(self, state: NetworkState, t, a, wm: int, final: bool = False):
         for g, gs in zip(self.input_gates, state.gates):
@@ -318,37 +354,40 @@ class Network:
 
     def step(self, state: NetworkState, packet: Packet) -> tuple[NetworkState, list[Packet]]:
         wm = int(packet.t_end_us)
+        events = packet.events
+        n = events.shape[0]
+        if state.wm_in is not None and (wm < state.wm_in or (n and int(events["t"][0]) < state.wm_in)):
+            first = int(events["t"][0]) if n else wm
+            raise StreamOrderError(
+                f"network '{self.name}': packet starting at t={first} µs (watermark {wm}) arrived after watermark "
+                f"{state.wm_in} µs; a network's state only moves forward in time (use a new state for a new stream)")
         state.wm_in = wm
-        n = packet.events.shape[0]
         state.events_in += n
-        if n == 0 and state.q_t.shape[0] == 0 and not self.input_gates:
-            return state, [self._emit(state, None, None, wm)]
-        t, a = self._encode(state, packet.events)
         if self.input_gates:
+            t, a = self._encode(state, events)
             t, a, wm = self._gate_inputs(state, t, a, wm)
-        out_t, out_a = self._run(state, t, a, wm)
-        return state, [self._emit(state, out_t, out_a, wm)]
+            out = self._run(state, t, a, wm)
+        elif n == 0 and state.q_t.shape[0] == 0:
+            out = _EMPTY_SPIKES
+        else:
+            out = self._run_events(state, events, wm)
+        return state, [self._emit(state, out, wm)]
 
     def finish(self, state: NetworkState) -> list[Packet]:
         if not any(g.kind == "temporal" and gs.pending_t.shape[0] for g, gs in zip(self.input_gates, state.gates)):
             return []
         wm = int(state.wm_in)
         t, a, _ = self._gate_inputs(state, np.empty(0, np.int64), np.empty(0, np.int32), wm, final=True)
-        out_t, out_a = self._run(state, t, a, wm)
-        return [self._emit(state, out_t, out_a, wm)]
+        return [self._emit(state, self._run(state, t, a, wm), wm)]
 
-    def _emit(self, state: NetworkState, out_t, out_a, wm: int) -> Packet:
-        n = 0 if out_t is None else out_t.shape[0]
-        ev = np.empty(n, SPIKE_EVENT)
-        if n:
-            ev["t"] = out_t
-            ev["addr"] = out_a
-        ev.flags.writeable = False
-        wm_out = wm + self.delay_us
+    def _emit(self, state: NetworkState, ev: np.ndarray, wm: int) -> Packet:
+        if ev.flags.writeable:
+            ev.flags.writeable = False
+        wm_out = wm + self._delay
         if state.wm_out is not None and wm_out < state.wm_out:
             wm_out = state.wm_out
         state.wm_out = wm_out
-        state.events_out += n
+        state.events_out += ev.shape[0]
         return Packet(ev, wm_out)
 
     # ---------------------------------------------------------------- measurements
@@ -407,6 +446,10 @@ def _grid3(shape) -> tuple[int, int, int]:
     if len(shape) == 2:
         return int(shape[0]), 1, int(shape[1])
     return 1, 1, int(shape[0])
+
+
+_EMPTY_SPIKES = np.empty(0, SPIKE_EVENT)
+_EMPTY_SPIKES.flags.writeable = False
 
 
 def _empty_like_spec(spec: StreamSpec) -> np.ndarray:

@@ -176,7 +176,10 @@ def _decay_to(u, tl, n, t, tau, mode, lut, lut_off, lut_len):
 def _fire(u, n, thr, reset):
     """Spikes a neuron whose potential reached ``thr``; returns how many (multi-spike for subtract)."""
     if reset == 0:
-        k = int(u[n] / thr)
+        q = u[n] / thr
+        if q > 1e9:  # absurd potentials: emit enough spikes for the runaway guard to stop the network
+            q = 1e9
+        k = int(q)
         if k < 1:
             k = 1
         u[n] -= k * thr
@@ -558,7 +561,7 @@ def _channel_gate(l, t, start, stop, out_a, desc, fpar, lstate, cg_w, cg_b, cg_r
 
 
 @njit(cache=True)
-def run_chain(
+def _chain(
     in_t, in_a, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r, counters,
     q_t, q_a, q_start,
 ):
@@ -668,3 +671,69 @@ def fanout_sum(desc, l, addrs):
     for i in range(addrs.shape[0]):
         total += fanout_count(desc, l, addrs[i], seg_base, seg_woff, seg_cnt)
     return total
+
+
+SPIKE_DTYPE = np.dtype([("t", "<i8"), ("addr", "<i4")])  # == runtime.events.SPIKE_EVENT (kernels import nothing)
+
+
+@njit(cache=True)
+def _pack(out_t, out_a, q_t, q_a, q_start, err):
+    """The output spikes as one SPIKE_EVENT array, and [err, q_start..., q_t..., q_a...] as one int64 array:
+    returning few arrays keeps the per-packet cost down (numba boxes every returned array)."""
+    n = out_t.shape[0]
+    ev = np.empty(n, dtype=SPIKE_DTYPE)
+    for i in range(n):
+        ev[i]["t"] = out_t[i]
+        ev[i]["addr"] = out_a[i]
+    nl = q_start.shape[0]
+    nq = q_t.shape[0]
+    extra = np.empty(1 + nl + 2 * nq, dtype=np.int64)
+    extra[0] = err
+    extra[1: 1 + nl] = q_start
+    extra[1 + nl: 1 + nl + nq] = q_t
+    extra[1 + nl + nq:] = q_a
+    return ev, extra
+
+
+@njit(cache=True)
+def run_encoded(in_t, in_a, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r, counters, q_t, q_a,
+                q_start):
+    """One packet of already encoded inputs (times, flat addresses; the addresses are sorted in place within
+    equal times). Returns (spikes, extra) as ``_pack``."""
+    o_t, o_a, n_t, n_a, n_s = _chain(in_t, in_a, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r,
+                                     counters, q_t, q_a, q_start)
+    return _pack(o_t, o_a, n_t, n_a, n_s, -1)
+
+
+@njit(cache=True)
+def run_dvs(x, y, p, t, width, height, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r, counters,
+            q_t, q_a, q_start):
+    """One packet of DVS event columns: encode (``p·H·W + y·W + x``), then run the chain. ``extra[0]`` is the index
+    of the first event outside the sensor (nothing was run then) or -1."""
+    in_t, in_a, bad = encode_dvs(x, y, p, t, width, height)
+    if bad >= 0:
+        return _pack(in_t[:0], in_a[:0], q_t, q_a, q_start, bad)
+    return run_encoded(in_t, in_a, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r, counters, q_t,
+                       q_a, q_start)
+
+
+@njit(cache=True)
+def run_audio(x, p, t, channels, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r, counters, q_t,
+              q_a, q_start):
+    """As ``run_dvs`` for cochlea events (``p·channels + x``)."""
+    in_t, in_a, bad = encode_audio(x, p, t, channels)
+    if bad >= 0:
+        return _pack(in_t[:0], in_a[:0], q_t, q_a, q_start, bad)
+    return run_encoded(in_t, in_a, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r, counters, q_t,
+                       q_a, q_start)
+
+
+@njit(cache=True)
+def run_spikes(a, t, size, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r, counters, q_t, q_a,
+               q_start):
+    """As ``run_dvs`` for spike events (flat addresses checked against ``size``)."""
+    in_t, in_a, bad = encode_flat(a, t, size)
+    if bad >= 0:
+        return _pack(in_t[:0], in_a[:0], q_t, q_a, q_start, bad)
+    return run_encoded(in_t, in_a, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r, counters, q_t,
+                       q_a, q_start)
