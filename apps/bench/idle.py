@@ -84,8 +84,8 @@ def _measure(graph: Graph) -> tuple[dict, float, float]:
     return report, time.process_time() - c0, time.perf_counter() - w0
 
 
-def run(quick: bool = False, plots_dir: Path | None = None) -> dict:
-    seconds = 2.0 if quick else 10.0
+def run(quick: bool = False, plots_dir: Path | None = None, *, seconds: float | None = None) -> dict:
+    seconds = seconds or (2.0 if quick else 10.0)
     alone = Graph("emulator only")
     alone.sink("count", CountSink(), alone.source("camera", _source(False, seconds)))
     rep_a, cpu_a, wall_a = _measure(alone)

@@ -86,12 +86,16 @@ def _run_bare(packets: list[Packet], n_stages: int) -> float:
     return trio.run(main)
 
 
-def run_suite(quick: bool = False, plots_dir: Path | None = None) -> dict:
-    repeats = 3 if quick else 5
-    budget = 2_000 if quick else 20_000  # packets at size 1; fewer at bigger sizes
+def run_suite(quick: bool = False, plots_dir: Path | None = None, *, sizes: tuple[int, ...] = SIZES,
+              budget: int | None = None, repeats: int | None = None) -> dict:
+    repeats = repeats or (3 if quick else 5)
+    budget = budget or (2_000 if quick else 20_000)  # packets at size 1; fewer at bigger sizes
     rows = []
-    for size in SIZES:
-        n_packets = max(50 if quick else 400, min(budget, int(budget * 64 / max(size, 64))))
+    for size in sizes:
+        n_packets = max(min(budget, 50 if quick else 400), min(budget, int(budget * 64 / max(size, 64))))
+        counted = run_graph(_graph(_packets(size, 3), N_STAGES))["nodes"]["out"]["events_in"]
+        if counted != 3 * size:
+            raise RuntimeError(f"bench runtime: the pass-through graph delivered {counted} of {3 * size} events")
         packets = _packets(size, n_packets)
         samples = {k: [] for k in ("bare", "bare0", "fused", "unfused", "graph0")}
         _run_graph(packets[:10], N_STAGES, True)  # warm-up

@@ -1,0 +1,55 @@
+"""Smoke runs of the bench suites on tiny inputs: they run and their numbers are consistent. Never timing."""
+
+
+import numpy as np
+import pytest
+
+from apps.cli import main
+
+
+def test_runtime_suite_rows_are_consistent():
+    from apps.bench.runtime import run_suite
+
+    out = run_suite(quick=True, sizes=(1, 64), budget=40, repeats=1)
+    assert [r["packet_events"] for r in out["rows"]] == [1, 64]
+    for r in out["rows"]:
+        assert r["packets"] == 40
+        for key in ("bare_events_per_s", "fused_events_per_s", "unfused_events_per_s"):
+            assert r[key] > 0
+        assert r["fused_vs_bare"] == pytest.approx(r["bare_events_per_s"] / r["fused_events_per_s"], rel=1e-6)
+
+
+def test_decode_rates_count_every_event(shared_data):
+    from apps.bench.decode import _rates, ours
+    from sensors.formats import open_reader
+
+    path = shared_data / "vision" / "ncars_tonic.dat"
+    n = open_reader(path).read_all().shape[0]
+    rates = _rates({"ours": ours(path, {})}, n, target=3 * n, trials=1)
+    assert set(rates) == {"ours"} and rates["ours"][0] > 0
+
+
+def test_emulator_pass_matches_the_emulator():
+    from apps.bench.emulator import _emulator_pass, _synthetic_frames
+    from sensors.emulator import DvsConfig, emulate_frames
+
+    frames = _synthetic_frames((64, 48), 5)
+    cfg = DvsConfig.preset("clean")
+    seconds, events_per_frame, macs = _emulator_pass(frames, 33_333, cfg)()
+    expected = emulate_frames(frames, np.arange(5) * 33_333, cfg).shape[0]
+    assert seconds > 0 and macs > 0
+    assert events_per_frame * 4 == pytest.approx(expected)
+
+
+def test_idle_suite_costs_no_ops_in_silence():
+    from apps.bench.idle import run
+
+    out = run(seconds=0.4)
+    assert out["with_graph"]["events"] == 0 and out["with_graph"]["synaptic_ops"] == 0
+    assert out["emulator_only"]["frames"] >= 5
+    assert all(w <= 10 for w in out["with_graph"]["wakeups"].values())  # heartbeats every 100 ms, not per frame
+
+
+def test_bench_command_rejects_unknown_suites(capsys):
+    assert main(["bench", "nonsense"]) == 2
+    assert "unknown bench suite" in capsys.readouterr().err
