@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ClocklessError", "FormatError", "GraphError", "NodeError", "StreamOrderError", "DeviceError"]
+__all__ = ["ClocklessError", "DeviceError", "EventRangeError", "FormatError", "GraphError", "NodeError", "StreamOrderError"]
 
 
 class ClocklessError(Exception):
@@ -21,6 +21,10 @@ class FormatError(ClocklessError):
 
 class StreamOrderError(ClocklessError):
     """Timestamps went backwards where the rules do not allow it."""
+
+
+class EventRangeError(ClocklessError):
+    """An event lies outside the sensor its stream spec declares."""
 
 
 class GraphError(ClocklessError):

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from runtime.errors import ClocklessError, GraphError
+from runtime.errors import EventRangeError, GraphError
 from runtime.packet import Packet
 from runtime.spec import StreamSpec
 
@@ -47,10 +47,6 @@ __all__ = [
     "transform_events",
     "transformed_spec",
 ]
-
-
-class EventRangeError(ClocklessError):
-    """An event lies outside the sensor its stream spec declares."""
 
 
 def check_in_sensor(events: np.ndarray, spec: StreamSpec, *, where: str, first_index: int = 0) -> None:
