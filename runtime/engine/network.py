@@ -337,7 +337,7 @@ class Network:
             state.q_start = extra[1: 1 + nl].copy()
             state.q_t = extra[1 + nl: 1 + nl + nq].copy()
             state.q_a = extra[1 + nl + nq:].astype(np.int32)
-        if state.lstate[:, sk.S_RUNAWAY].any():
+        if extra[0] == sk.ERR_RUNAWAY:
             i = int(np.flatnonzero(state.lstate[:, sk.S_RUNAWAY] > 0)[0])
             raise RuntimeError(
                 f"network '{self.name}': layer '{self._c.names[i]}' emitted over {int(state.lstate[i, sk.S_RUNAWAY])} "

@@ -48,6 +48,7 @@ C_COLS = 6
 RENORM = 30.0  # renormalise a frame when (t - tref) / tau exceeds this (exp(30) ≈ 1e13: far from overflow)
 NO_TIME = np.iinfo(np.int64).max
 ERR_NONE = -1
+ERR_RUNAWAY = -2  # extra[0] when a layer ran away (see S_RUNAWAY)
 
 
 @njit(cache=True)
@@ -702,7 +703,10 @@ def run_encoded(in_t, in_a, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, 
     equal times). Returns (spikes, extra) as ``_pack``."""
     o_t, o_a, n_t, n_a, n_s = _chain(in_t, in_a, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r,
                                      counters, q_t, q_a, q_start)
-    return _pack(o_t, o_a, n_t, n_a, n_s, -1)
+    runaway = False
+    for l in range(desc.shape[0]):
+        runaway |= lstate[l, S_RUNAWAY] > 0
+    return _pack(o_t, o_a, n_t, n_a, n_s, ERR_RUNAWAY if runaway else -1)
 
 
 @njit(cache=True)
