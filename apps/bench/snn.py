@@ -60,10 +60,10 @@ def _weights(rng, shape, gain):
     return rng.normal(0.0, 1.0, shape) * gain / math.sqrt(fan_in)
 
 
-def first_layer(decay: str, tau_us: float | None, seed: int = 1) -> Network:
+def first_layer(decay: str, tau_us: float | None, seed: int = 1, state_dtype: str = "float64") -> Network:
     rng = np.random.default_rng(seed)
     conv = Conv2d("conv1", _weights(rng, (8, 2, 5, 5), 2.0), (1, 1), (2, 2), Neuron(1.0, tau_us))
-    return Network((conv,), (2, 128, 128), name="first-layer", decay=decay)
+    return Network((conv,), (2, 128, 128), name="first-layer", decay=decay, state_dtype=state_dtype)
 
 
 def conv_net(width: int, height: int, seed: int = 2, *, gated: bool = False, events: np.ndarray | None = None
@@ -85,7 +85,9 @@ def conv_net(width: int, height: int, seed: int = 2, *, gated: bool = False, eve
         addr = (events["p"].astype(np.int64) * width * height + events["y"].astype(np.int64) * width
                 + events["x"]).astype(np.int32)
         sg = SpatialGate(16, 20_000.0, 1.0, 0.0).calibrate(dvs_spec(width, height), events["t"], addr, 0.7)
-        tg = TemporalGate.calibrate(events["t"], 0.8, window_us=2000)
+        st = sg.make_state((2, height, width))
+        kept_t, _, _, _ = sg.apply(st, np.ascontiguousarray(events["t"]), addr, int(events["t"][-1]) + 1)
+        tg = TemporalGate.calibrate(kept_t, 0.8, window_us=2000)  # on what the spatial gate lets through
         gates = (sg, tg)
     return Network(layers, (2, height, width), name=f"convnet-{width}x{height}", input_gates=gates)
 
@@ -128,10 +130,13 @@ def bench_first_layer(quick: bool) -> dict:
     print(f"first layer: Conv2d 2→8 5×5 pad 2 on 128×128, {n:,} DVS-like events over 1 s "
           f"({len(packets)} packets of ≤ 4096 events / 1 ms)")
     print(f"{'neuron / decay':34s} {'ns/event':>9s} {'ns/op':>7s} {'ops/event':>9s} {'spikes':>9s} {'spread':>7s}")
-    for label, decay, tau in (("LIF, time-invariant frame", "frame", 20_000.0), ("LIF, exp per neuron touched", "exp",
-                                                                                   20_000.0),
-                              ("LIF, decay lookup table", "lut", 20_000.0), ("IAF (no decay)", "frame", None)):
-        net = first_layer(decay, tau)
+    variants = (("LIF, time-invariant frame", "frame", 20_000.0, "float64"),
+                ("LIF, exp per neuron touched", "exp", 20_000.0, "float64"),
+                ("LIF, decay lookup table", "lut", 20_000.0, "float64"),
+                ("IAF (no decay)", "frame", None, "float64"),
+                ("LIF, frame, float32 potentials", "frame", 20_000.0, "float32"))
+    for label, decay, tau, dtype in variants:
+        net = first_layer(decay, tau, state_dtype=dtype)
         times = []
         for _ in range(repeats):
             wall, state, _ = run_packets(net, spec, packets)

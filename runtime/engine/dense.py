@@ -16,7 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .gates import SpatialGate, TemporalGate, grid_of
-from .layers import Conv2d, Flatten, Linear, SumPool2d
+from .layers import Conv2d, Flatten, Linear
 from .network import Network
 
 __all__ = ["DenseResult", "run_dense", "bin_addresses", "bins_to_spikes", "dense_conv2d", "dense_sumpool2d"]

@@ -17,7 +17,7 @@ exact fan-out of the first layer. The channel gate lives inside the network: ``r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 

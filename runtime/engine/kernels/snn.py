@@ -237,7 +237,9 @@ def _accumulate_one(u, W, tl, ru, seg_base, seg_woff, seg_cnt, ns, uoff, g, thr,
 def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset):
     """The hot path: conv layers without refractoriness or per-neuron decay. Walks the kernel taps that land
     inside the output directly (no target list). ``what``: 0 accumulate and list the neurons at threshold (an
-    event alone at its timestamp), 1 accumulate only, 2 test and fire (after a group was accumulated)."""
+    event alone at its timestamp); 1 accumulate and list the taps (first neuron of C) where some neuron is at
+    threshold after this update (candidates, in spk_n; a neuron at threshold after its group is one after its
+    last update in the group); 2 test and fire every tap (after a group was accumulated)."""
     in_w = desc[l, D_IN_W]
     in_hw = desc[l, D_IN_H] * in_w
     c = a // in_hw
@@ -287,8 +289,15 @@ def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset)
                             spk_n[n_spk] = base + k
                             n_spk += 1
             elif what == 1:
+                top = -np.inf
                 for k in range(oc):
-                    u[base + k] += W[woff + k] * g
+                    xv = u[base + k] + W[woff + k] * g
+                    u[base + k] = xv
+                    top = max(top, xv)
+                if top >= thr:
+                    if n_spk < spk_n.shape[0]:
+                        spk_n[n_spk] = base
+                    n_spk += 1  # past the end: the caller falls back to testing every tap
             else:
                 for k in range(oc):
                     if u[base + k] >= thr:
@@ -351,6 +360,7 @@ def _layer(
     n_neur = desc[l, D_N]
     cg = desc[l, D_CG]
     fast_conv = typ == T_CONV and refr == 0 and (mode == DECAY_NONE or mode == DECAY_FRAME)
+    cand = scratch[0]
     spk_n = scratch[1]
     spk_k = scratch[2]
     qn = q_t.shape[0]
@@ -432,13 +442,23 @@ def _layer(
                     _sort_small(pq_a, qh, jb)
                 ops_before = ops
                 if fast_conv:
+                    n_cand = 0
                     for e in range(i, ja):
-                        n_spk, ops_here = _conv_walk(u, W, desc, l, in_a[e], uoff, g, thr, spk_n, spk_k, n_spk, 1,
-                                                     reset)
+                        n_cand, ops_here = _conv_walk(u, W, desc, l, in_a[e], uoff, g, thr, cand, spk_k, n_cand, 1,
+                                                      reset)
                         ops += ops_here
-                    for e in range(i, ja):
-                        n_spk, ops_here = _conv_walk(u, W, desc, l, in_a[e], uoff, g, thr, spk_n, spk_k, n_spk, 2,
-                                                     reset)
+                    if n_cand <= cand.shape[0]:  # test only the taps that reached threshold when last updated
+                        for e in range(n_cand):
+                            base = cand[e]
+                            for k in range(oc):
+                                if u[base + k] >= thr:
+                                    spk_n[n_spk] = base + k
+                                    spk_k[n_spk] = _fire(u, base + k, thr, reset)
+                                    n_spk += 1
+                    else:
+                        for e in range(i, ja):
+                            n_spk, ops_here = _conv_walk(u, W, desc, l, in_a[e], uoff, g, thr, spk_n, spk_k, n_spk,
+                                                         2, reset)
                 for phase in range(0 if fast_conv else 2):
                     for e in range(i, ja + (jb - qh)):
                         if e < ja:
