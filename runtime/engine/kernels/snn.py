@@ -364,10 +364,14 @@ def _layer(
     spk_n = scratch[1]
     spk_k = scratch[2]
     qn = q_t.shape[0]
-    pq_t = np.empty(qn + (cap if rec == 1 else 0), dtype=np.int64)
-    pq_a = np.empty(qn + (cap if rec == 1 else 0), dtype=np.int32)
-    pq_t[:qn] = q_t
-    pq_a[:qn] = q_a
+    if rec == 1:
+        pq_t = np.empty(qn + cap, dtype=np.int64)
+        pq_a = np.empty(qn + cap, dtype=np.int32)
+        pq_t[:qn] = q_t
+        pq_a[:qn] = q_a
+    else:  # no queue: no allocation (this runs once per layer per packet)
+        pq_t = q_t
+        pq_a = q_a
     qh = 0
     ops = 0
     updates = 0
@@ -521,7 +525,9 @@ def _layer(
             pq_a = _grow_i4(pq_a, qn + total)
     counters[l, C_OPS] += ops
     counters[l, C_UPDATES] += updates
-    return out_t, out_a, n_out, pq_t[qh:qn].copy(), pq_a[qh:qn].copy()
+    if rec == 1:
+        return out_t, out_a, n_out, pq_t[qh:qn].copy(), pq_a[qh:qn].copy()
+    return out_t, out_a, n_out, q_t, q_a
 
 
 @njit(cache=True, inline="always")
@@ -628,7 +634,7 @@ def _chain(
         n_cur = n_o
         cur_wm = cur_wm + desc[l, D_DELAY]
     new_start[n_layers] = nq_total
-    return cur_t[:n_cur].copy(), cur_a[:n_cur].copy(), new_t[:nq_total].copy(), new_a[:nq_total].copy(), new_start
+    return cur_t[:n_cur], cur_a[:n_cur], new_t[:nq_total], new_a[:nq_total], new_start
 
 
 @njit(cache=True)
