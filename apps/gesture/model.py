@@ -1,0 +1,171 @@
+"""The gesture network in PyTorch at time bins, for training (imports torch; the runtime never imports this).
+
+It mirrors the event-driven engine layer for layer (``runtime.engine.layers``) with the same neuron model:
+
+* potential ``v[k] = beta · v[k-1] + I[k]`` with ``beta = exp(-bin_us / tau_us)`` (the engine's exact decay at bin
+  boundaries), all of a bin's input integrated before the threshold test;
+* reset by subtraction with several spikes at once: ``n[k] = floor(max(v[k], 0) / threshold)``,
+  ``v[k] -= n[k] · threshold`` (threshold 1; the weights carry the scale);
+* recurrent weights act one bin later (the engine's ``recurrent_delay_us = bin_us``).
+
+The spike function's gradient is a surrogate: ``1 / (1 + gamma · |v - 1|)²`` below the first threshold (as
+SuperSpike) and 1 above it (the staircase is treated as the identity there). Time constants are learnt per layer, as in the engine
+(one tau per layer).
+
+Layers: conv 2→C1 5×5/2 → conv C1→C2 3×3/2 → conv C2→C3 3×3/2 → flatten → recurrent linear H → linear 9.
+``to_layers(model, bin_us)`` gives the engine layers with the trained weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["ModelConfig", "GestureSNN", "spike_fn", "to_arrays"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    input_px: int = 32
+    c1: int = 8
+    c2: int = 16
+    c3: int = 32
+    hidden: int = 128
+    n_out: int = 9
+    bin_us: int = 20_000
+    tau_init_us: tuple[float, ...] = (60_000.0, 80_000.0, 100_000.0, 200_000.0, 200_000.0)
+    gamma: float = 2.0
+
+
+def _surrogate(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    """d spikes / d v: a fast-sigmoid bump ``1 / (1 + gamma·|v - 1|)²`` below the first threshold (never exactly
+    zero, so silent neurons still learn), 1 above it."""
+    below = 1.0 / (1.0 + gamma * (1.0 - x).clamp(min=0.0)) ** 2
+    return torch.where(x < 1.0, below, torch.ones_like(x))
+
+
+class _Spike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, gamma):
+        ctx.save_for_backward(x)
+        ctx.gamma = gamma
+        return torch.floor(torch.clamp(x, min=0.0))
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * _surrogate(x, ctx.gamma), None
+
+
+def spike_fn(x: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Spike counts ``floor(max(x, 0))`` with the surrogate gradient."""
+    return _Spike.apply(x, gamma)
+
+
+class _LIFScan(torch.autograd.Function):
+    """A whole LIF layer over time in one autograd node (feed-forward layers: no recurrence).
+
+    Forward: ``v = beta·v + I[k]; n[k] = floor(max(v, 0)); v -= n[k]``. Backward (reset detached, as is usual):
+    ``g[k] = dL/dn[k] · surrogate(v_pre[k]) + beta · g[k+1]`` is dL/dI[k]; dL/dbeta = Σ g[k] · v_post[k-1].
+    One node instead of T keeps the graph small and the backward a tight loop."""
+
+    @staticmethod
+    def forward(ctx, current, beta, gamma):
+        v = torch.zeros_like(current[0])
+        v_pre = torch.empty_like(current)
+        out = torch.empty_like(current)
+        b = float(beta)
+        for k in range(current.shape[0]):
+            v.mul_(b).add_(current[k])
+            v_pre[k] = v
+            n = torch.floor(torch.clamp(v, min=0.0))
+            out[k] = n
+            v.sub_(n)
+        ctx.save_for_backward(v_pre, out, beta)
+        ctx.gamma = gamma
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        v_pre, out, beta = ctx.saved_tensors
+        b = float(beta)
+        grad_in = torch.empty_like(v_pre)
+        g = torch.zeros_like(v_pre[0])
+        gbeta = torch.zeros((), dtype=v_pre.dtype)
+        for k in range(v_pre.shape[0] - 1, -1, -1):
+            g = grad_out[k] * _surrogate(v_pre[k], ctx.gamma) + b * g
+            grad_in[k] = g
+            if k > 0:
+                gbeta = gbeta + (g * (v_pre[k - 1] - out[k - 1])).sum()
+        return grad_in, gbeta.reshape(beta.shape), None
+
+
+def _beta_param(tau_us: float, bin_us: int) -> nn.Parameter:
+    beta = math.exp(-bin_us / tau_us)
+    return nn.Parameter(torch.tensor(math.log(beta / (1 - beta))))  # logit, so beta stays in (0, 1)
+
+
+class GestureSNN(nn.Module):
+    def __init__(self, cfg: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.conv1 = nn.Conv2d(2, cfg.c1, 5, stride=2, padding=2, bias=False)
+        self.conv2 = nn.Conv2d(cfg.c1, cfg.c2, 3, stride=2, padding=1, bias=False)
+        self.conv3 = nn.Conv2d(cfg.c2, cfg.c3, 3, stride=2, padding=1, bias=False)
+        flat = cfg.c3 * (cfg.input_px // 8) ** 2
+        self.fc1 = nn.Linear(flat, cfg.hidden, bias=False)
+        self.rec1 = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
+        self.fc2 = nn.Linear(cfg.hidden, cfg.n_out, bias=False)
+        self.beta_logits = nn.ParameterList([_beta_param(t, cfg.bin_us) for t in cfg.tau_init_us])
+        with torch.no_grad():
+            for m, gain in ((self.conv1, 2.0), (self.conv2, 2.0), (self.conv3, 2.0), (self.fc1, 2.0), (self.fc2, 2.0)):
+                nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5))
+                m.weight.mul_(gain)
+            nn.init.orthogonal_(self.rec1.weight, gain=0.3)
+
+    def betas(self) -> list[torch.Tensor]:
+        return [torch.sigmoid(b) for b in self.beta_logits]
+
+    def taus_us(self) -> list[float]:
+        return [float(-self.cfg.bin_us / math.log(float(b.detach()))) for b in self.betas()]
+
+    def _lif(self, current: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """current (T, B, ...) → spike counts (T, B, ...)."""
+        return _LIFScan.apply(current.contiguous(), beta, self.cfg.gamma)
+
+    def forward(self, x: torch.Tensor, record: bool = False):
+        """x: (T, B, 2, H, W) input event counts per bin → output spike counts (T, B, n_out)
+        (and, with ``record``, the spike counts of every layer)."""
+        T, B = x.shape[:2]
+        b = self.betas()
+        s1 = self._lif(self.conv1(x.flatten(0, 1)).unflatten(0, (T, B)), b[0])
+        s2 = self._lif(self.conv2(s1.flatten(0, 1)).unflatten(0, (T, B)), b[1])
+        s3 = self._lif(self.conv3(s2.flatten(0, 1)).unflatten(0, (T, B)), b[2])
+        i4 = self.fc1(s3.flatten(2))
+        v = torch.zeros_like(i4[0])
+        n_prev = torch.zeros_like(i4[0])
+        outs = []
+        for i4k in i4.unbind(0):
+            v = b[3] * v + i4k + self.rec1(n_prev)
+            n_prev = spike_fn(v, self.cfg.gamma)
+            v = v - n_prev.detach()
+            outs.append(n_prev)
+        s4 = torch.stack(outs)
+        s5 = self._lif(self.fc2(s4), b[4])
+        if record:
+            return s5, (s1, s2, s3, s4, s5)
+        return s5
+
+
+def to_arrays(model: GestureSNN) -> dict[str, np.ndarray]:
+    """Trained weights under the network file's names (``graphs.gesture.topology`` layers), plus ``tau_us``."""
+    sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    return {
+        "conv1.weight": sd["conv1.weight"], "conv2.weight": sd["conv2.weight"], "conv3.weight": sd["conv3.weight"],
+        "hidden.weight": sd["fc1.weight"], "hidden.recurrent_weight": sd["rec1.weight"], "out.weight": sd["fc2.weight"],
+        "tau_us": np.array(model.taus_us(), np.float64),
+    }

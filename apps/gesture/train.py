@@ -1,0 +1,429 @@
+"""``clockless train gesture``: render clips, emulate events, train the gesture SNN on time bins, write its file.
+
+Steps (all seeded; the same command gives the same weights on the same machine):
+
+1. clips for the ``train``/``val``/``test`` splits (``apps.gesture.dataset``; cached under ``--data-dir``);
+2. training in PyTorch on the CPU at ``--bin-us`` bins with surrogate gradients (``apps.gesture.model``), with
+   augmentation that keeps labels honest: the 8 symmetries of the square with the labels they swap (a mirror
+   turns ``swipe_left`` into ``swipe_right`` and ``circle_cw`` into ``circle_ccw``), contrast inversion (ON↔OFF),
+   shifts, time stretch and offset, event dropout; half of the samples go through the runtime's attention gates
+   (the same gate code, on the events), so one set of weights serves gates on and off;
+3. the loss is the decision sink's own confidence: per bin, ``softmax(beta · trace + none_bias)`` of the output
+   spike traces against ``none`` before the gesture and the gesture's label from 40 % of its course onwards;
+4. the sink's thresholds are chosen on ``val``; accuracy per class and the confusion matrix on ``test`` (PNG);
+5. the network file ``--out`` (``graphs.network`` format: ``.json`` topology with gates, decision settings and
+   metrics in its ``meta``, ``.npz`` weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from graphs.gesture import INPUT_PX, LABELS, WEIGHTS_PATH, default_gates, topology
+from graphs.network import save_network
+
+from .dataset import N_ADDR, ClipSet, bin_events, build_split, default_cache_dir
+from .decision import DecisionConfig, clip_answer, decide_counts
+
+__all__ = ["main", "parse_args", "Batcher", "evaluate", "D4_LABEL_SWAPS"]
+
+NONE = LABELS.index("none")
+_SWAPS = {
+    "flip_x": (("swipe_left", "swipe_right"), ("circle_cw", "circle_ccw")),
+    "flip_y": (("swipe_up", "swipe_down"), ("circle_cw", "circle_ccw")),
+    "transpose": (("swipe_left", "swipe_up"), ("swipe_right", "swipe_down"), ("circle_cw", "circle_ccw")),
+}
+
+
+def _perm(pairs) -> np.ndarray:
+    p = np.arange(len(LABELS))
+    for a, b in pairs:
+        i, j = LABELS.index(a), LABELS.index(b)
+        p[i], p[j] = j, i
+    return p
+
+
+D4_LABEL_SWAPS = {k: _perm(v) for k, v in _SWAPS.items()}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="clockless train gesture", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(WEIGHTS_PATH), help="network file to write (NAME.json + NAME.npz)")
+    p.add_argument("--confusion", default="out/gesture_confusion.png", help="confusion-matrix PNG (test split)")
+    p.add_argument("--data-dir", default=None, help=f"clip cache (default {default_cache_dir()})")
+    p.add_argument("--train-clips", type=int, default=1800)
+    p.add_argument("--val-clips", type=int, default=270)
+    p.add_argument("--test-clips", type=int, default=900)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--max-minutes", type=float, default=18.0, help="stop training after this much wall time")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--bin-us", type=int, default=20_000)
+    p.add_argument("--clip-us", type=int, default=2_000_000, help="training window per clip")
+    p.add_argument("--spike-cost", type=float, default=2e-4, help="loss weight of hidden spikes (fewer ops)")
+    p.add_argument("--gate-prob", type=float, default=0.5, help="fraction of training samples seen through the gates")
+    p.add_argument("--workers", type=int, default=2, help="processes making clips")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1: the LIF scans are sequential, and OpenMP threads on a busy machine "
+                        "wait on each other)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-limit", type=int, default=None, help="evaluate on at most this many val/test clips (smoke)")
+    p.add_argument("--quiet", action="store_true")
+    return p.parse_args(list(argv) if argv is not None else None)
+
+
+# -- samples and batches -------------------------------------------------------------------------------------------
+
+class Batcher:
+    """Turns clips into dense (T, B, 2, H, W) bins with per-bin targets, augmenting when asked."""
+
+    def __init__(self, clips: ClipSet, bin_us: int, clip_us: int, gates=None):
+        self.clips = clips
+        self.bin_us = int(bin_us)
+        self.n_bins = int(clip_us) // int(bin_us)
+        self.gates = gates
+
+    def sample(self, i: int, rng: np.random.Generator | None, gate: bool):
+        t, addr = self.clips.events(i)
+        label = int(self.clips.label[i])
+        onset, offset = int(self.clips.onset_us[i]), int(self.clips.offset_us[i])
+        if rng is not None:
+            t, addr, label, onset, offset = _augment(t, addr, label, onset, offset, rng)
+        if gate and self.gates:
+            keep = gate_mask(self.gates, t, addr)
+            t, addr = t[keep], addr[keep]
+        return t, addr, label, onset, offset
+
+    def targets(self, label: int, onset: int, offset: int) -> np.ndarray:
+        k = np.arange(self.n_bins)
+        start, end = k * self.bin_us, (k + 1) * self.bin_us
+        tgt = np.full(self.n_bins, -1, np.int64)
+        if label == NONE:
+            tgt[:] = NONE
+            return tgt
+        tgt[end <= onset] = NONE
+        decided = onset + 0.4 * (offset - onset)
+        tgt[(start >= decided) & (end <= offset + 300_000)] = label
+        return tgt
+
+    def batch(self, idx: Sequence[int], rng: np.random.Generator | None, gate_prob: float):
+        xs, tg, labels = [], [], []
+        for i in idx:
+            gate = rng.random() < gate_prob if rng is not None else gate_prob >= 0.5
+            t, addr, label, onset, offset = self.sample(int(i), rng, gate)
+            xs.append(bin_events(t, addr, self.bin_us, self.n_bins))
+            tg.append(self.targets(label, onset, offset))
+            labels.append(label)
+        x = np.stack(xs, axis=1).reshape(self.n_bins, len(idx), 2, INPUT_PX, INPUT_PX)
+        return x, np.stack(tg, axis=1), np.array(labels)
+
+
+def _augment(t, addr, label, onset, offset, rng):
+    hw = INPUT_PX * INPUT_PX
+    p, pos = addr // hw, addr % hw
+    y, x = pos // INPUT_PX, pos % INPUT_PX
+    if rng.random() < 0.5:
+        x = INPUT_PX - 1 - x
+        label = int(D4_LABEL_SWAPS["flip_x"][label])
+    if rng.random() < 0.5:
+        y = INPUT_PX - 1 - y
+        label = int(D4_LABEL_SWAPS["flip_y"][label])
+    if rng.random() < 0.5:
+        x, y = y, x
+        label = int(D4_LABEL_SWAPS["transpose"][label])
+    if rng.random() < 0.5:
+        p = 1 - p
+    dx, dy = rng.integers(-4, 5, 2)
+    x, y = x + dx, y + dy
+    stretch = math.exp(rng.uniform(math.log(0.75), math.log(1.33)))
+    shift = int(rng.uniform(-300_000, 300_000))
+    t = (t * stretch).astype(np.int64) + shift
+    onset, offset = int(onset * stretch) + shift, int(offset * stretch) + shift
+    keep = (x >= 0) & (x < INPUT_PX) & (y >= 0) & (y < INPUT_PX) & (t >= 0)
+    drop = rng.uniform(0.0, 0.4)
+    if drop > 0.05:
+        keep &= rng.random(t.shape[0]) >= drop
+    addr = (p * hw + y * INPUT_PX + x)[keep].astype(np.int32)
+    t = t[keep]
+    order = np.argsort(t, kind="stable")
+    return t[order], addr[order], label, max(onset, 0), max(offset, 1)
+
+
+def gate_mask(gates, t: np.ndarray, addr: np.ndarray) -> np.ndarray:
+    """Which events the runtime's input gates (spatial then temporal, fresh state) let through."""
+    keep = np.ones(t.shape[0], bool)
+    idx = np.arange(t.shape[0])
+    cur_t, cur_a = np.ascontiguousarray(t, np.int64), np.ascontiguousarray(addr, np.int32)
+    wm = int(t[-1]) + 1 if t.shape[0] else 1
+    grid = (2, INPUT_PX, INPUT_PX)
+    for g in gates:
+        st = g.make_state(grid)
+        kt, kidx, _, _ = g.apply(st, cur_t, idx, wm, a=cur_a, final=True)
+        sel = np.searchsorted(idx, kidx)
+        cur_t, cur_a, idx = cur_t[sel], cur_a[sel], kidx
+    keep[:] = False
+    keep[idx] = True
+    return keep
+
+
+# -- loss and evaluation -------------------------------------------------------------------------------------------
+
+def _traces(out, tau_us: float, bin_us: int):
+    import torch
+
+    lam = math.exp(-bin_us / tau_us)
+    e = torch.zeros_like(out[0])
+    traces = []
+    for k in range(out.shape[0]):
+        e = lam * e + out[k]
+        traces.append(e)
+    return torch.stack(traces)
+
+
+def _logits(traces, beta, none_bias):
+    import torch
+
+    prior = torch.zeros(traces.shape[-1])
+    prior[NONE] = 1.0
+    return beta * traces + none_bias * prior
+
+
+def evaluate(model, batcher: Batcher, decision: DecisionConfig, gate_prob: float, batch: int = 32,
+             counts_out: list | None = None) -> dict:
+    """Clip answers from the binned model through the decision rule; accuracy, confusion matrix, time to decision."""
+    import torch
+
+    n = len(batcher.clips)
+    pred, true, ttd = [], [], []
+    with torch.no_grad():
+        for s in range(0, n, batch):
+            idx = list(range(s, min(n, s + batch)))
+            x, _, labels = batcher.batch(idx, None, gate_prob)
+            out = model(torch.from_numpy(x)).numpy()
+            for j, i in enumerate(idx):
+                counts = out[:, j, :]
+                if counts_out is not None:
+                    counts_out.append(counts)
+                dec = decide_counts(counts, batcher.bin_us, LABELS, decision)
+                ans = clip_answer(dec)
+                pred.append(LABELS.index(ans))
+                true.append(int(labels[j]))
+                if ans != "none" and ans == LABELS[int(labels[j])]:
+                    best = max(dec, key=lambda d: d["score"])
+                    ttd.append(best["t_us"] - int(batcher.clips.onset_us[i]))
+    return summarize(np.array(true), np.array(pred), ttd)
+
+
+def summarize(true: np.ndarray, pred: np.ndarray, ttd: Sequence[int]) -> dict:
+    conf = np.zeros((len(LABELS), len(LABELS)), np.int64)
+    np.add.at(conf, (true, pred), 1)
+    per_class = {LABELS[c]: (float(conf[c, c] / conf[c].sum()) if conf[c].sum() else None) for c in range(len(LABELS))}
+    return {
+        "accuracy": float((true == pred).mean()) if true.shape[0] else 0.0,
+        "per_class": per_class,
+        "confusion": conf.tolist(),
+        "n": int(true.shape[0]),
+        "time_to_decision_us": {
+            "p50": float(np.percentile(ttd, 50)) if len(ttd) else None,
+            "p90": float(np.percentile(ttd, 90)) if len(ttd) else None,
+        },
+    }
+
+
+def calibrate_decision(counts: list[np.ndarray], labels: np.ndarray, bin_us: int, base: DecisionConfig
+                       ) -> tuple[DecisionConfig, float]:
+    """The p_on/p_off pair with the best clip accuracy on these output counts (ties: the higher p_on)."""
+    best, best_acc = base, -1.0
+    for p_on in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
+        cfg = replace(base, p_on=p_on, p_off=max(0.05, p_on - 0.25))
+        acc = float(np.mean([LABELS.index(clip_answer(decide_counts(c, bin_us, LABELS, cfg))) == y
+                             for c, y in zip(counts, labels)]))
+        if acc >= best_acc:
+            best, best_acc = cfg, acc
+    return best, best_acc
+
+
+def plot_confusion(conf: np.ndarray, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conf = np.asarray(conf)
+    norm = conf / np.maximum(conf.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(LABELS)), LABELS, rotation=45, ha="right")
+    ax.set_yticks(range(len(LABELS)), LABELS)
+    ax.set_xlabel("predicted (clip answer)")
+    ax.set_ylabel("true")
+    for i in range(conf.shape[0]):
+        for j in range(conf.shape[1]):
+            if conf[i, j]:
+                ax.text(j, i, str(conf[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _keep_freed_memory() -> None:
+    """Ask glibc to keep freed tensor buffers (up to 32 MB each) instead of returning them to the kernel: every
+    training step allocates the same large tensors again, and re-faulting their pages cost more CPU time than
+    the arithmetic (measured: 0.42 → 0.31 CPU s per step). No effect where glibc is absent."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
+        libc.mallopt(m_trim_threshold, 1 << 34)
+        libc.mallopt(m_top_pad, 256 * 1024 * 1024)
+    except (OSError, AttributeError):
+        return
+
+
+# -- main ------------------------------------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import torch
+
+    from .model import GestureSNN, ModelConfig, to_arrays
+
+    args = parse_args(argv)
+    _keep_freed_memory()
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    torch.set_num_threads(max(1, args.threads))
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    t_start = time.perf_counter()
+    cache = Path(args.data_dir) if args.data_dir else None
+
+    def progress(name):
+        def f(done, total):
+            if not args.quiet and (done % 100 == 0 or done == total):
+                print(f"  {name}: {done}/{total} clips ({time.perf_counter() - t_start:.0f} s)", flush=True)
+        return f
+
+    say(f"making clips (cache: {cache or default_cache_dir()})")
+    train = build_split("train", args.train_clips, workers=args.workers, cache_dir=cache, progress=progress("train"))
+    val = build_split("val", args.val_clips, workers=args.workers, cache_dir=cache, progress=progress("val"))
+    test = build_split("test", args.test_clips, workers=args.workers, cache_dir=cache, progress=progress("test"))
+    t_data = time.perf_counter() - t_start
+    if args.eval_limit is not None:
+        val, test = val.subset(range(min(len(val), args.eval_limit))), test.subset(range(min(len(test), args.eval_limit)))
+    say(f"clips ready in {t_data:.0f} s: train {len(train)}, val {len(val)}, test {len(test)}")
+
+    gates = default_gates()
+    mcfg = ModelConfig(bin_us=args.bin_us)
+    model = GestureSNN(mcfg)
+    dcfg = DecisionConfig()
+    beta = torch.nn.Parameter(torch.tensor(float(dcfg.beta)))
+    none_bias = torch.nn.Parameter(torch.tensor(float(dcfg.none_bias)))
+    params = list(model.parameters()) + [beta, none_bias]
+    opt = torch.optim.Adam(params, lr=args.lr)
+    tb = Batcher(train, args.bin_us, args.clip_us, gates)
+    vb = Batcher(val, args.bin_us, args.clip_us, gates)
+    steps_per_epoch = max(1, len(train) // args.batch)
+    total_steps = steps_per_epoch * args.epochs
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total_steps, pct_start=0.1)
+    budget_s = args.max_minutes * 60.0
+    t_train = time.perf_counter()
+    step = 0
+    history = []
+    best = None
+    for epoch in range(args.epochs):
+        model.train()
+        order = rng.permutation(len(train))
+        losses = []
+        for s in range(steps_per_epoch):
+            idx = order[s * args.batch:(s + 1) * args.batch]
+            x, tgt, _ = tb.batch(idx, rng, args.gate_prob)
+            out, rec = model(torch.from_numpy(x), record=True)
+            tr = _traces(out, dcfg.tau_us, args.bin_us)
+            logits = _logits(tr, beta, none_bias)
+            tgt_t = torch.from_numpy(tgt)
+            ce = torch.nn.functional.cross_entropy(logits.reshape(-1, len(LABELS)), tgt_t.reshape(-1),
+                                                   ignore_index=-1, reduction="none").reshape(tgt.shape)
+            valid = (tgt_t >= 0).float()
+            loss = ((ce * valid).sum(0) / valid.sum(0).clamp(min=1)).mean()
+            spikes = sum(r.mean() for r in rec[:4])
+            total = loss + args.spike_cost * spikes * 100
+            opt.zero_grad()
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            if time.perf_counter() - t_train > budget_s:
+                break
+        model.eval()
+        dcur = replace(dcfg, beta=float(beta.detach()), none_bias=float(none_bias.detach()))
+        ev = evaluate(model, vb, dcur, gate_prob=1.0)
+        rate = [float(r.detach().mean()) for r in rec]
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_accuracy": ev["accuracy"],
+                        "minutes": (time.perf_counter() - t_train) / 60})
+        say(f"epoch {epoch:2d}  loss {np.mean(losses):.3f}  val acc {ev['accuracy']:.3f}  "
+            f"spikes/neuron/bin {' '.join(f'{r:.3f}' for r in rate)}  taus {[round(t / 1e3) for t in model.taus_us()]}"
+            f"  {(time.perf_counter() - t_train) / 60:.1f} min")
+        if best is None or ev["accuracy"] >= best[0]:
+            best = (ev["accuracy"], {k: v.clone() for k, v in model.state_dict().items()}, float(beta.detach()),
+                    float(none_bias.detach()), epoch)
+        if time.perf_counter() - t_train > budget_s:
+            say(f"time budget of {args.max_minutes} min reached after epoch {epoch}")
+            break
+    acc, state, b_best, nb_best, ep_best = best
+    model.load_state_dict(state)
+    model.eval()
+    base = replace(dcfg, beta=b_best, none_bias=nb_best)
+    counts: list = []
+    evaluate(model, vb, base, gate_prob=1.0, counts_out=counts)
+    dec_cfg, val_acc = calibrate_decision(counts, val.label.astype(int), args.bin_us, base)
+    say(f"best epoch {ep_best}; decision thresholds on val: p_on {dec_cfg.p_on}, p_off {dec_cfg.p_off} "
+        f"(val acc {val_acc:.3f})")
+    teb = Batcher(test, args.bin_us, args.clip_us, gates)
+    test_on = evaluate(model, teb, dec_cfg, gate_prob=1.0)
+    test_off = evaluate(model, teb, dec_cfg, gate_prob=0.0)
+    minutes = (time.perf_counter() - t_start) / 60
+    say(f"test accuracy (training framework, {args.bin_us // 1000} ms bins): gates on {test_on['accuracy']:.3f}, "
+        f"gates off {test_off['accuracy']:.3f}; total {minutes:.1f} min")
+    for name, a in test_on["per_class"].items():
+        say(f"  {name:<12} {a:.3f}")
+    out = Path(args.out)
+    metrics = {
+        "train_framework": {"gates_on": test_on, "gates_off": test_off, "val_accuracy": val_acc},
+        "history": history, "minutes_total": round(minutes, 2), "minutes_data": round(t_data / 60, 2),
+        "best_epoch": ep_best, "args": vars(args),
+    }
+    arrays = to_arrays(model)
+    topo = topology(arrays.pop("tau_us"), bin_us=args.bin_us, channels=(mcfg.c1, mcfg.c2, mcfg.c3),
+                    hidden=mcfg.hidden, gates=gates,
+                    meta={"decision": dec_cfg.to_dict(), "model": asdict(mcfg), "metrics": metrics})
+    save_network(topo, out, arrays)
+    plot_confusion(np.array(test_on["confusion"]), Path(args.confusion),
+                   f"gesture test split, training framework, gates on: {test_on['accuracy']:.1%}")
+    say(f"wrote {out.with_suffix('.json')} + .npz; confusion matrix {args.confusion}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

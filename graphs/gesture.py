@@ -1,0 +1,302 @@
+"""The gesture graph: camera events → image orientation → square crop → integrate-and-fire binning to the
+network input (event density evened out across sensors) → attention gates → spiking network → early-decision sink.
+
+    g = Graph("gesture")
+    ev  = g.source("input", source)                       # any DVS source: any sensor size and orientation
+    ev  = g.stage("orient", ToImageOrientation(), ev)     # jAER DVS128: 180° turn (from the spec's flags)
+    ev  = g.stage("crop", SquareCrop(32), ev)             # centred square, a multiple of 32 px
+    ev  = g.stage("bin", BinToInput(32), ev)              # f × f IAF pooling → 32 × 32, density scaled by 1/f²
+    spk = g.stage("snn", net.network(gates=True), ev)     # spatial + temporal gates, 3 conv, recurrent, output
+    g.sink("decide", GestureDecision(labels, config), spk)
+
+The front-end stages adapt to the sensor when the source opens (its spec gives size and orientation): a stage
+with nothing to do for that sensor passes packets through. The network and decision settings come from the
+network file ``graphs/weights/gesture.npz`` + ``gesture.json`` (written by ``clockless train gesture``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from runtime.engine.gates import SpatialGate, TemporalGate
+from runtime.engine.layers import Neuron, SumPool2d
+from runtime.engine.network import Network
+from runtime.errors import FormatError, GraphError
+from runtime.graph import Graph
+from runtime.packet import Packet, concat_events
+from runtime.spec import StreamSpec
+from sensors.filters import RegionOfInterest, ToImageOrientation
+
+from .gesture_decision import DecisionConfig, GestureDecision
+from .network import load_network, read_topology
+
+__all__ = [
+    "LABELS", "GESTURES", "INPUT_PX", "BIN_PIXELS", "WEIGHTS_PATH", "front_end", "bin_factor", "SquareCrop",
+    "BinToInput", "apply_stages", "default_gates",
+    "topology", "load_network_file", "GestureNet", "build", "build_default", "sweep_events",
+]
+
+GESTURES = ("swipe_left", "swipe_right", "swipe_up", "swipe_down", "circle_cw", "circle_ccw", "zoom_in", "zoom_out")
+LABELS = GESTURES + ("none",)
+INPUT_PX = 32  # the network sees INPUT_PX × INPUT_PX pixels, two polarity channels
+BIN_PIXELS = 4  # sensor pixels per network pixel whose event density every sensor is scaled to
+WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "gesture.json"
+
+
+def bin_factor(width: int, height: int, input_px: int = INPUT_PX) -> int:
+    """Sensor pixels per network pixel along each axis: ``min(W, H) // input_px`` (≥ 1)."""
+    factor = min(int(width), int(height)) // input_px
+    if factor < 1:
+        raise GraphError(
+            f"gesture graph: sensor {width}×{height} is smaller than the network input {input_px}×{input_px}; "
+            f"expected a sensor of at least {input_px} px on each side"
+        )
+    return factor
+
+
+@dataclass
+class _Delegate:
+    stage: Any
+    state: Any
+
+
+class _Adaptive:
+    """A stage that picks its concrete inner stage from the incoming spec (the sensor is known only once the
+    source is open). ``inner(spec)`` returns the stage, or None to pass packets through untouched."""
+
+    def inner(self, spec: StreamSpec) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def out_spec(self, spec: StreamSpec) -> StreamSpec:
+        st = self.inner(spec)
+        return spec if st is None else st.out_spec(spec)
+
+    def init(self, spec: StreamSpec) -> _Delegate:
+        st = self.inner(spec)
+        return _Delegate(st, None if st is None else st.init(spec))
+
+    def step(self, state: _Delegate, packet: Packet) -> tuple[_Delegate, list[Packet]]:
+        if state.stage is None:
+            return state, [packet]
+        state.state, out = state.stage.step(state.state, packet)
+        return state, out
+
+    def finish(self, state: _Delegate) -> list[Packet]:
+        return [] if state.stage is None else state.stage.finish(state.state)
+
+    def counters(self, state: _Delegate) -> dict[str, int]:
+        fn = getattr(state.stage, "counters", None)
+        return dict(fn(state.state)) if fn is not None else {}
+
+
+@dataclass(frozen=True)
+class SquareCrop(_Adaptive):
+    """Keep the largest centred square whose side is a multiple of ``input_px`` (a 640×480 webcam: 480×480;
+    DAVIS346: 256×256); a sensor that already is one passes untouched."""
+
+    input_px: int = INPUT_PX
+
+    def inner(self, spec: StreamSpec) -> Any:
+        if spec.kind != "dvs":
+            raise GraphError(f"gesture graph: expects a DVS event stream, got {spec.describe()}")
+        w, h = int(spec.shape[0]), int(spec.shape[1])
+        side = bin_factor(w, h, self.input_px) * self.input_px
+        if (w, h) == (side, side):
+            return None
+        return RegionOfInterest((w - side) // 2, (h - side) // 2, side, side)
+
+
+@dataclass(frozen=True)
+class BinToInput(_Adaptive):
+    """Pool a square sensor by f × f onto ``input_px`` × ``input_px`` integrate-and-fire pixels (one per polarity)
+    with threshold ``max(1, f² / bin_pixels)``: signal and noise events both grow with the f² sensor pixels behind
+    one network pixel, and the threshold divides that out, so every sensor delivers about the event density of
+    one with ``bin_pixels`` pixels per network pixel. One synaptic op per input event (pooling, weight 1)."""
+
+    input_px: int = INPUT_PX
+    bin_pixels: float = BIN_PIXELS
+
+    def inner(self, spec: StreamSpec) -> Network:
+        if spec.kind != "dvs":
+            raise GraphError(f"gesture graph: expects a DVS event stream, got {spec.describe()}")
+        w, h = int(spec.shape[0]), int(spec.shape[1])
+        f = bin_factor(w, h, self.input_px)
+        if (w, h) != (f * self.input_px, f * self.input_px):
+            raise GraphError(f"BinToInput: expects a square sensor of a multiple of {self.input_px} px (put "
+                             f"SquareCrop first), got {w}×{h}")
+        pool = SumPool2d("bin", (f, f), neuron=Neuron(threshold=max(1.0, f * f / self.bin_pixels)))
+        return Network((pool,), (2, h, w), name="bin")
+
+    def dense_macs_per_bin(self, spec: StreamSpec) -> int:
+        return int(self.inner(spec).dense_macs_per_bin(spec))
+
+
+def front_end(input_px: int = INPUT_PX) -> list[tuple[str, Any]]:
+    """The (name, stage) list that maps a DVS stream of any size and orientation onto the network input:
+    image orientation from the spec's flags, centred square crop, f × f integrate-and-fire binning."""
+    return [("orient", ToImageOrientation()), ("crop", SquareCrop(input_px)), ("bin", BinToInput(input_px))]
+
+
+def apply_stages(stages: Sequence[tuple[str, Any]], spec: StreamSpec, events: np.ndarray,
+                 t_end_us: int | None = None) -> tuple[np.ndarray, StreamSpec]:
+    """Run ``stages`` over one whole sorted event array (one packet) and return (events, output spec).
+
+    The stages are packet-invariant, so this equals what the graph computes packet by packet."""
+    if t_end_us is None:
+        t_end_us = int(events["t"][-1]) + 1 if events.shape[0] else 1
+    ev = np.array(events)
+    ev.flags.writeable = False
+    packets = [Packet(ev, int(t_end_us))]
+    for name, stage in stages:
+        out_spec = stage.out_spec(spec)
+        state = stage.init(spec)
+        outs: list[Packet] = []
+        for p in packets:
+            state, o = stage.step(state, p)
+            outs.extend(o)
+        outs.extend(stage.finish(state))
+        packets, spec = outs, out_spec
+    return concat_events(packets, spec.dtype), spec
+
+
+# -- gates -----------------------------------------------------------------------------------------------------------
+
+def default_gates(config: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
+    """The input attention gates (spatial, then temporal); ``config`` overrides: ``{"spatial": {...}, ...}``.
+
+    Spatial: 8 × 8-pixel tiles (a 4 × 4 grid at the 32 × 32 input), activity decaying with 50 ms; an event passes
+    when its tile is busier than ``rel_threshold`` × the mean tile. Temporal: 10 ms windows; a window passes
+    when it holds at least ``min_events`` events (drops the trickle of noise between movements)."""
+    cfg = dict(config or {})
+    sp = {"tile_px": 8, "tau_us": 50_000.0, "min_activity": 1.0, "rel_threshold": 1.5, **cfg.get("spatial", {})}
+    tp = {"window_us": 10_000, "min_events": 4, "rel_threshold": 0.0, "ema_windows": 50.0, **cfg.get("temporal", {})}
+    return (SpatialGate(**sp), TemporalGate(**tp))
+
+
+# -- network file ------------------------------------------------------------------------------------------------------
+
+def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] = (8, 16, 32), hidden: int = 128,
+             gates: Sequence[Any] | None = None, meta: Mapping[str, Any] | None = None) -> dict:
+    """The gesture network's topology in the ``graphs.network`` file format: three stride-2 convolutions
+    (5×5, 3×3, 3×3) of LIF neurons, a recurrent LIF layer (feedback one training bin later) and one LIF output
+    neuron per label; threshold 1, reset by subtraction, one time constant per layer."""
+    taus = [float(t) for t in taus_us]
+    if len(taus) != 5:
+        raise ValueError(f"gesture topology: expected 5 time constants (one per layer), got {len(taus)}")
+    c1, c2, c3 = (int(c) for c in channels)
+
+    def lif(i: int) -> dict:
+        return {"model": "lif", "tau_us": taus[i], "threshold": 1.0, "reset": "subtract"}
+
+    flat = c3 * (INPUT_PX // 8) ** 2
+    return {
+        "format": "clockless.snn", "version": 1, "name": "gesture", "input": {"shape": [2, INPUT_PX, INPUT_PX]},
+        "bin_us": int(bin_us), "labels": list(LABELS),
+        "input_gates": [_gate_dict(g) for g in (gates if gates is not None else default_gates())],
+        "layers": [
+            {"name": "conv1", "type": "conv2d", "in_channels": 2, "out_channels": c1, "kernel_size": 5, "stride": 2,
+             "padding": 2, "neuron": lif(0)},
+            {"name": "conv2", "type": "conv2d", "in_channels": c1, "out_channels": c2, "kernel_size": 3, "stride": 2,
+             "padding": 1, "neuron": lif(1)},
+            {"name": "conv3", "type": "conv2d", "in_channels": c2, "out_channels": c3, "kernel_size": 3, "stride": 2,
+             "padding": 1, "neuron": lif(2)},
+            {"name": "flatten", "type": "flatten"},
+            {"name": "hidden", "type": "linear", "in_features": flat, "out_features": int(hidden), "recurrent": True,
+             "recurrent_delay_us": int(bin_us), "neuron": lif(3)},
+            {"name": "out", "type": "linear", "in_features": int(hidden), "out_features": len(LABELS),
+             "neuron": lif(4)},
+        ],
+        "meta": dict(meta or {}),
+    }
+
+
+def _gate_dict(g: Any) -> dict:
+    if isinstance(g, SpatialGate):
+        return {"type": "spatial", "tile_px": int(g.tile_px), "tau_us": float(g.tau_us),
+                "min_activity": float(g.min_activity), "rel_threshold": float(g.rel_threshold), "tile_weight": False}
+    if isinstance(g, TemporalGate):
+        return {"type": "temporal", "window_us": int(g.window_us), "min_events": int(g.min_events),
+                "rel_threshold": float(g.rel_threshold), "ema_windows": float(g.ema_windows)}
+    raise TypeError(f"gesture topology: unknown gate {g!r}")
+
+
+class GestureNet:
+    """A loaded gesture network file: the engine ``Network`` (gates as saved), labels, decision settings."""
+
+    def __init__(self, net: Network, meta: Mapping[str, Any], source: str = "<memory>"):
+        self.net = net
+        self.meta = dict(meta)
+        self.source = source
+        self.labels = tuple(net.labels) if net.labels else LABELS
+        if self.labels != LABELS:
+            raise FormatError(source, f"field 'labels': expected {list(LABELS)}, got {list(self.labels)}")
+        self.bin_us = int(net.meta.get("bin_us", 1000))
+        self.decision = dict(self.meta.get("decision", {}))
+
+    @property
+    def gates(self) -> tuple:
+        return self.net.input_gates
+
+    def network(self, gates: bool = True, name: str = "snn") -> Network:
+        return replace(self.net, name=name, input_gates=self.net.input_gates if gates else ())
+
+
+def load_network_file(path: str | Path | None = None) -> GestureNet:
+    """Load a gesture network file (``NAME.json`` + ``NAME.npz``; default: the shipped weights)."""
+    path = Path(path if path is not None else WEIGHTS_PATH)
+    net = load_network(path)
+    topo = read_topology(path)
+    return GestureNet(net, topo.get("meta", {}), str(path))
+
+
+# -- the graph --------------------------------------------------------------------------------------------------------
+
+def build(source: Any, weights: str | Path | GestureNet | None = None, gates: bool = True,
+          decision: Mapping[str, Any] | None = None, name: str = "gesture") -> Graph:
+    """The gesture graph on ``source`` (any DVS source: file replay, emulator, camera).
+
+    ``weights``: a network file path or a loaded ``GestureNet`` (default: the shipped weights). ``gates``: the
+    attention gates on or off. ``decision``: overrides of the decision settings (e.g. ``{"p_on": 0.8}``)."""
+    net = weights if isinstance(weights, GestureNet) else load_network_file(weights)
+    dcfg = DecisionConfig(**{**net.decision, **dict(decision or {})})
+    g = Graph(name)
+    ev = g.source("input", source)
+    for stage_name, stage in front_end():
+        ev = g.stage(stage_name, stage, ev)
+    spk = g.stage("snn", net.network(gates=gates), ev)
+    g.sink("decide", GestureDecision(net.labels, dcfg), spk)
+    return g
+
+
+def build_default() -> Graph:
+    """The gesture graph on a small built-in stream (a bright disc sweeping right on a 128×128 sensor), for
+    ``clockless graph show gesture``; the demo command uses a rendered clip instead (apps.gesture.app)."""
+    from runtime.sources import ArraySource
+    from runtime.spec import dvs_spec
+
+    return build(ArraySource(sweep_events(), dvs_spec(128, 128), name="built-in sweep 128×128"))
+
+
+def sweep_events(width: int = 128, height: int = 128, duration_us: int = 1_000_000, seed: int = 0) -> np.ndarray:
+    """Events of a disc (radius H/6) sweeping left to right: ON at its leading edge, OFF at its trailing edge."""
+    from runtime.events import make_dvs_events
+
+    rng = np.random.default_rng(seed)
+    r = height / 6
+    ts = np.arange(0, duration_us, 2_000)
+    xs, ys, tt, ps = [], [], [], []
+    for t in ts:
+        cx = r + (width - 2 * r) * t / duration_us
+        ang = rng.uniform(-np.pi / 2, np.pi / 2, 24)
+        for sign, pol in ((1.0, True), (-1.0, False)):
+            xs.append(np.clip(cx + sign * r * np.cos(ang), 0, width - 1))
+            ys.append(np.clip(height / 2 + r * np.sin(ang), 0, height - 1))
+            tt.append(np.full(ang.shape[0], t))
+            ps.append(np.full(ang.shape[0], pol))
+    ev = make_dvs_events(np.concatenate(xs).astype(np.int16), np.concatenate(ys).astype(np.int16),
+                         np.concatenate(tt), np.concatenate(ps))
+    return ev[np.argsort(ev["t"], kind="stable")]

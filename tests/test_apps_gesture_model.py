@@ -1,0 +1,120 @@
+"""The gesture network's PyTorch model: the same spikes as the event-driven engine and as the project's generic
+PyTorch mirror (apps.training.torch_snn) on the same weights; its fused LIF scan has the gradients of plain
+autograd."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from apps.gesture.model import GestureSNN, ModelConfig, _LIFScan, spike_fn, to_arrays
+from apps.training.torch_snn import SNN
+from graphs.gesture import INPUT_PX, topology
+from graphs.network import network_from_topology
+from runtime.events import SPIKE_EVENT
+from runtime.spec import spike_spec
+from runtime.testing import cut_at, run_stage
+
+CFG = ModelConfig(c1=4, c2=8, c3=8, hidden=16, bin_us=10_000)
+T = 30
+
+
+def _model(seed=0, gain=1.5):
+    torch.manual_seed(seed)
+    m = GestureSNN(CFG)
+    with torch.no_grad():
+        for p in (m.conv1.weight, m.conv2.weight, m.conv3.weight, m.fc1.weight, m.fc2.weight):
+            p.mul_(gain)
+    return m
+
+
+def _events(seed=0, n=3000):
+    rng = np.random.default_rng(seed)
+    # a blob wandering over the input, plus noise, on the training bins' boundaries
+    k = np.sort(rng.integers(0, T, n))
+    cx = 8 + 16 * k / T
+    x = np.clip(np.round(cx + rng.normal(0, 3, n)), 0, INPUT_PX - 1).astype(np.int64)
+    y = np.clip(np.round(16 + rng.normal(0, 4, n)), 0, INPUT_PX - 1).astype(np.int64)
+    p = rng.integers(0, 2, n)
+    ev = np.empty(n, SPIKE_EVENT)
+    ev["t"] = k * CFG.bin_us
+    ev["addr"] = p * INPUT_PX * INPUT_PX + y * INPUT_PX + x
+    return ev
+
+
+def _dense(ev):
+    x = np.zeros((T, 1, 2 * INPUT_PX * INPUT_PX), np.float32)
+    np.add.at(x, (ev["t"] // CFG.bin_us, 0, ev["addr"]), 1)
+    return torch.from_numpy(x.reshape(T, 1, 2, INPUT_PX, INPUT_PX))
+
+
+def _topology(m):
+    arrays = to_arrays(m)
+    taus = arrays.pop("tau_us")
+    return topology(taus, bin_us=CFG.bin_us, channels=(CFG.c1, CFG.c2, CFG.c3), hidden=CFG.hidden, gates=()), arrays
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_binned_model_equals_event_driven_engine_on_bin_boundaries(seed):
+    m = _model(seed)
+    ev = _events(seed)
+    with torch.no_grad():
+        out, rec = m(_dense(ev), record=True)
+    topo, arrays = _topology(m)
+    net = network_from_topology(topo, arrays)
+    spikes, state, _ = run_stage(net, spike_spec((2, INPUT_PX, INPUT_PX)), cut_at(ev, [], t_end_us=T * CFG.bin_us))
+    engine = np.zeros((T, 9))
+    np.add.at(engine, (spikes["t"] // CFG.bin_us, spikes["addr"]), 1)
+    assert out.sum() > 5  # the check means something only if the network spikes
+    assert np.array_equal(engine, out[:, 0].numpy())
+    counters = net.counters(state)
+    for name, r in zip(("conv1", "conv2", "conv3", "hidden", "out"), rec):
+        assert counters[f"spikes.{name}"] == int(r.sum())
+
+
+def test_same_spikes_as_the_generic_torch_mirror():
+    m = _model(2)
+    topo, arrays = _topology(m)
+    generic = SNN(topo)
+    generic.load_state_dict({f"layers.{k}": torch.from_numpy(v) for k, v in arrays.items()})
+    x = _dense(_events(2))
+    with torch.no_grad():
+        assert torch.equal(m(x), generic(x))
+
+
+def test_fused_lif_scan_has_the_gradients_of_plain_autograd():
+    torch.manual_seed(0)
+    current = torch.randn(25, 3, 7, dtype=torch.float64, requires_grad=True)
+    beta = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(25, 3, 7, dtype=torch.float64)
+    out = _LIFScan.apply(current, beta, 2.0)
+    (out * w).sum().backward()
+    g_fused, b_fused = current.grad.clone(), beta.grad.clone()
+    current.grad = None
+    beta.grad = None
+    v = torch.zeros(3, 7, dtype=torch.float64)
+    ref = []
+    for k in range(25):
+        v = beta * v + current[k]
+        n = spike_fn(v, 2.0)
+        v = v - n.detach()
+        ref.append(n)
+    ref = torch.stack(ref)
+    (ref * w).sum().backward()
+    assert torch.equal(out, ref) and out.sum() > 0
+    assert torch.allclose(g_fused, current.grad) and torch.allclose(b_fused, beta.grad)
+
+
+def test_surrogate_gradient_is_positive_below_threshold_and_one_above():
+    x = torch.tensor([-2.0, 0.0, 0.5, 0.99, 1.0, 2.5], requires_grad=True)
+    spike_fn(x, 2.0).sum().backward()
+    g = x.grad
+    assert torch.all(g[:4] > 0) and torch.all(g[:4] < 1) and torch.all(torch.diff(g[:4]) > 0)
+    assert torch.equal(g[4:], torch.ones(2))
+    assert torch.equal(spike_fn(torch.tensor([-1.0, 0.3, 1.0, 2.7]), 2.0), torch.tensor([0.0, 0.0, 1.0, 2.0]))
+
+
+def test_time_constants_round_trip():
+    m = GestureSNN(CFG)
+    assert np.allclose(m.taus_us(), CFG.tau_init_us, rtol=1e-5)

@@ -1,0 +1,147 @@
+"""The early-decision sink: thresholds with hysteresis, onsets, `none` never emitted, packet invariance."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from graphs.gesture import LABELS
+from graphs.gesture_decision import DecisionConfig, DecisionCore, GestureDecision, clip_answer, decide_counts
+from runtime.events import SPIKE_EVENT
+from runtime.spec import spike_spec
+from runtime.testing import check_packet_invariance, cut_at, run_stage
+
+SPEC = spike_spec((len(LABELS),))
+NONE = LABELS.index("none")
+
+
+def _spikes(pairs) -> np.ndarray:
+    """[(t_us, label index), ...] → sorted SPIKE_EVENT array."""
+    ev = np.array(sorted(pairs), dtype=[("t", "<i8"), ("addr", "<i4")]).astype(SPIKE_EVENT)
+    return ev
+
+
+def _run(events, config=DecisionConfig(), t_end=None):
+    sink = GestureDecision(LABELS, config)
+    out, state, _ = run_stage(sink, SPEC, cut_at(events, [], t_end_us=t_end))
+    return out, sink.result(state)["decisions"], state
+
+
+def _reference(events, cfg: DecisionConfig):
+    """Slow, obviously-correct twin: recompute every trace from all past spikes at each spike time."""
+    t = events["t"]
+    prior = np.zeros(len(LABELS))
+    prior[NONE] = cfg.none_bias
+    active = np.zeros(len(LABELS), bool)
+    out = []
+    times = sorted(set(t.tolist()))
+    onset = np.zeros(len(LABELS), np.int64)
+    prev = None
+    for now in times:
+        def trace(at, inclusive):
+            e = np.zeros(len(LABELS))
+            for ev in events:
+                if ev["t"] < at or (inclusive and ev["t"] == at):
+                    e[ev["addr"]] += math.exp(-(at - ev["t"]) / cfg.tau_us)
+            return e
+
+        def conf(e):
+            z = np.exp(cfg.beta * e + prior - (cfg.beta * e + prior).max())
+            return z / z.sum()
+
+        before = trace(now, False)
+        if prev is not None:
+            active &= conf(before) >= cfg.p_off
+        counts = np.bincount(events["addr"][t == now], minlength=len(LABELS))
+        onset[(before < cfg.onset_level) & (counts > 0)] = now
+        p = conf(before + counts)
+        active &= p >= cfg.p_off
+        for c in range(len(LABELS)):
+            if c != NONE and not active[c] and p[c] >= cfg.p_on:
+                active[c] = True
+                out.append((now, LABELS[c], p[c], int(onset[c])))
+        prev = now
+    return out
+
+
+def test_a_burst_of_one_label_gives_one_decision_with_its_onset():
+    ev = _spikes([(100_000 + 10_000 * i, 4) for i in range(12)])  # circle_cw spikes every 10 ms
+    out, dec, _ = _run(ev)
+    assert len(dec) == 1
+    d = dec[0]
+    assert d["label"] == "circle_cw" and d["onset_us"] == 100_000 and 0.7 <= d["score"] <= 1.0
+    assert d["t_us"] > d["onset_us"]  # it takes a few spikes of evidence
+    assert out.shape[0] == 1 and out["label"][0] == 4 and out["t"][0] == d["t_us"]
+
+
+def test_hysteresis_no_flicker_while_evidence_hovers_near_the_threshold():
+    cfg = DecisionConfig(tau_us=100_000, beta=1.0, none_bias=2.0, p_on=0.7, p_off=0.45)
+    # steady 1 spike per 30 ms keeps label 0 around the on threshold for 2 s
+    ev = _spikes([(20_000 + 30_000 * i, 0) for i in range(70)])
+    _, dec, _ = _run(ev, cfg)
+    assert [d["label"] for d in dec] == ["swipe_left"]
+
+
+def test_a_label_is_emitted_again_after_its_evidence_fell_away():
+    first = [(100_000 + 10_000 * i, 1) for i in range(10)]
+    second = [(3_000_000 + 10_000 * i, 1) for i in range(10)]
+    _, dec, _ = _run(_spikes(first + second))
+    assert [d["label"] for d in dec] == ["swipe_right", "swipe_right"]
+    assert dec[1]["onset_us"] == 3_000_000
+
+
+def test_none_is_never_emitted_and_silences_gestures():
+    ev = _spikes([(10_000 * i, NONE) for i in range(1, 100)] + [(500_000, 2), (510_000, 2)])
+    _, dec, state = _run(ev)
+    assert dec == []
+    assert state.core.current()[0] == "none"
+
+
+def test_clip_answer_is_the_highest_score_or_none():
+    assert clip_answer([]) == "none"
+    assert clip_answer([{"label": "zoom_in", "score": 0.71}, {"label": "zoom_out", "score": 0.93},
+                        {"label": "swipe_up", "score": 0.8}]) == "zoom_out"
+
+
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, len(LABELS) - 1)), min_size=1, max_size=60),
+       st.floats(0.5, 3.0), st.floats(0.0, 3.0))
+def test_sink_matches_its_slow_reference(pairs, beta, bias):
+    cfg = DecisionConfig(tau_us=50_000, beta=beta, none_bias=bias, p_on=0.6, p_off=0.4)
+    ev = _spikes([(t * 1_000, a) for t, a in pairs])
+    _, dec, _ = _run(ev, cfg)
+    ref = _reference(ev, cfg)
+    assert [(d["t_us"], d["label"], d["onset_us"]) for d in dec] == [(r[0], r[1], r[3]) for r in ref]
+    assert np.allclose([d["score"] for d in dec], [r[2] for r in ref], atol=1e-5)
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, len(LABELS) - 1)), min_size=2, max_size=80),
+       st.lists(st.integers(0, 80), max_size=10))
+def test_packet_invariance(pairs, cuts):
+    ev = _spikes([(t * 1_000, a) for t, a in pairs])
+    check_packet_invariance(GestureDecision(LABELS, DecisionConfig(p_on=0.55, p_off=0.3)), SPEC, ev, cuts)
+
+
+def test_binned_view_uses_the_same_rule():
+    counts = np.zeros((50, len(LABELS)))
+    counts[10:20, 6] = 1  # zoom_in, one spike per 20 ms bin
+    dec = decide_counts(counts, 20_000, LABELS, DecisionConfig())
+    assert [d["label"] for d in dec] == ["zoom_in"]
+    assert dec[0]["onset_us"] == 11 * 20_000 - 1
+    core = DecisionCore(DecisionConfig(), LABELS, NONE)
+    manual = [core.update((k + 1) * 20_000 - 1, counts[k]) for k in range(10, 20)]
+    assert [m for m in manual if m][0][0][0] == dec[0]["t_us"]
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="0 < p_off < p_on"):
+        DecisionConfig(p_on=0.5, p_off=0.6)
+    with pytest.raises(ValueError, match="9 neurons"):
+        GestureDecision(LABELS).out_spec(spike_spec((4,)))
+    sink = GestureDecision(LABELS)
+    state = sink.init(SPEC)
+    with pytest.raises(ValueError, match="address 12"):
+        sink.step(state, cut_at(_spikes([(5, 12)]), [])[0])
