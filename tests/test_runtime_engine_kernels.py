@@ -285,3 +285,17 @@ def test_kernel_spike_dtype_is_the_runtime_spike_event():
                          np.array([3], np.int32), np.array([0, 1], np.int64), -1)
     assert ev.dtype == SPIKE_EVENT and ev["t"].tolist() == [5, 7] and ev["addr"].tolist() == [1, 2]
     assert extra.tolist() == [-1, 0, 1, 9, 3]
+
+
+@pytest.mark.parametrize("stride, padding", [((1, 1), (2, 1)), ((2, 3), (1, 2)), ((3, 1), (0, 0))])
+def test_fast_conv_path_matches_slow_twin(stride, padding):
+    """Conv layers without refractoriness take the direct tap walk (alone and in groups of simultaneous events)."""
+    rng = np.random.default_rng(8)
+    layers = [Conv2d("c", rng.normal(0.3, 0.6, (5, 2, 5, 3)), stride, padding, Neuron(1.0, 4000.0)),
+              Conv2d("d", rng.normal(0.3, 0.6, (3, 5, 2, 2)), (1, 1), (0, 0), Neuron(1.2, reset="zero"))]
+    net = Network(layers, (2, 13, 11))
+    t, a = _stream(rng, 1500, 2 * 13 * 11, 30_000)  # about a third of the events share their timestamp
+    net, state, spikes = _kernel_run(net, t, a, 30_000)
+    expected, _, counts = slow_run(net, t, a, 30_000)
+    assert spikes == expected and len(spikes) > 10
+    assert net.counters(state)["synaptic_ops.c"] == counts["c"][0]

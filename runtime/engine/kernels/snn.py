@@ -256,14 +256,22 @@ def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset)
     ny = y + desc[l, D_PH]
     nx = x + desc[l, D_PW]
     # first tap whose output row/column lies inside the layer, and how many taps follow
-    oy = ny // sh
-    ky = ny - oy * sh
+    if sh == 1:  # integer divisions cost tens of cycles: skip them for stride 1
+        oy = ny
+        ky = 0
+    else:
+        oy = ny // sh
+        ky = ny - oy * sh
     if oy >= oh:
         skip = oy - oh + 1
         oy -= skip
         ky += skip * sh
-    ox0 = nx // sw
-    kx0 = nx - ox0 * sw
+    if sw == 1:
+        ox0 = nx
+        kx0 = 0
+    else:
+        ox0 = nx // sw
+        kx0 = nx - ox0 * sw
     if ox0 >= ow:
         skip = ox0 - ow + 1
         ox0 -= skip
