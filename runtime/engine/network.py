@@ -50,6 +50,7 @@ class NetworkState:
     wm_out: int | None = None
     events_in: int = 0
     events_out: int = 0
+    args: tuple | None = None  # the kernel's array arguments, cached
 
 
 @dataclass(frozen=True)
@@ -294,9 +295,12 @@ class Network:
         return state
 
     def _args(self, state: NetworkState) -> tuple:
-        c = self._c
-        return (c.desc, c.fpar, c.W, state.u, state.tl, state.ru, state.scratch, state.lstate, c.lut, c.cg_w, c.cg_b,
-                state.cg_r, state.counters, state.q_t, state.q_a, state.q_start)
+        args = state.args
+        if args is None:  # built once; rebuilt only when the recurrent queue arrays are replaced
+            c = self._c
+            args = state.args = (c.desc, c.fpar, c.W, state.u, state.tl, state.ru, state.scratch, state.lstate, c.lut,
+                                 c.cg_w, c.cg_b, state.cg_r, state.counters, state.q_t, state.q_a, state.q_start)
+        return args
 
     def _encode(self, state: NetworkState, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         kind = state.in_kind
@@ -343,6 +347,7 @@ class Network:
             state.q_start = extra[1: 1 + nl].copy()
             state.q_t = extra[1 + nl: 1 + nl + nq].copy()
             state.q_a = extra[1 + nl + nq:].astype(np.int32)
+            state.args = None
         if extra[0] == sk.ERR_RUNAWAY:
             i = int(np.flatnonzero(state.lstate[:, sk.S_RUNAWAY] > 0)[0])
             raise RuntimeError(
