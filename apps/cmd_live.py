@@ -24,6 +24,8 @@ def add_arguments(p) -> None:
     src.add_argument("--video", metavar="FILE", help="a video file played live through the emulator")
     src.add_argument("--url", metavar="URL", help="a video stream URL through the emulator")
     src.add_argument("--udp", type=int, metavar="PORT", help="AER events over UDP (AEStream layout) on this port")
+    src.add_argument("--inivation", nargs="?", const="", metavar="SERIAL",
+                     help="an iniVation event camera through dv-processing (first found, or this serial)")
     src.add_argument("--mic", nargs="?", const="default", metavar="DEVICE", help="microphone (for --app vad)")
     p.add_argument("--app", choices=APPS, default="none", help="which app graph to run")
     p.add_argument("--size", nargs=2, type=int, metavar=("W", "H"), help="resize camera/video frames to W×H")
@@ -45,6 +47,10 @@ def live_source(args):
 
         w, h = args.sensor_size
         return UdpSource(int(w), int(h), port=args.udp, host=args.udp_host)
+    if args.inivation is not None:
+        from sensors.inivation import InivationSource
+
+        return InivationSource(serial=args.inivation or None)
     if args.mic is not None:
         from sensors.audio import MicrophoneSource
 
@@ -67,7 +73,7 @@ def build_live_graph(args, source) -> Graph:
         from sensors.record import Record
 
         g.sink("record", Record(args.record), src_name)
-    want_window = not args.no_window and args.udp is None and args.mic is None
+    want_window = not args.no_window and args.udp is None and args.mic is None and args.inivation is None
     if want_window and args.app != "gesture":  # the gesture app draws its own window
         from apps.live_view import EventFrameView, choose_window
 

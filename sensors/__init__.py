@@ -18,7 +18,7 @@ _EXPORTS = {
     "HotPixelFilter": "filters", "BackgroundActivityFilter": "filters", "RefractoryFilter": "filters",
     "RegionOfInterest": "filters", "Transform": "filters", "ToImageOrientation": "filters", "Downsample": "filters",
     "check_in_sensor": "filters",
-    "UdpSource": "udp", "send_events": "udp",
+    "UdpSource": "udp", "send_events": "udp", "InivationSource": "inivation",
     "Record": "record",
     "TonicDatasetSource": "tonic_datasets",
     "DvsConfig": "emulator", "DvsEmulator": "emulator", "EmulatorSource": "emulator", "emulate_frames": "emulator",
