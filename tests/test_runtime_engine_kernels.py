@@ -240,14 +240,16 @@ def slow_temporal(t, wm, final, window, min_events, rel, beta, state):
 def test_temporal_gate_kernel_matches_twin():
     rng = np.random.default_rng(6)
     t = np.sort(np.concatenate([rng.integers(0, 50_000, 300), rng.integers(20_000, 22_000, 200)])).astype(np.int64)
-    wst, fst = np.array([-1], np.int64), np.zeros(1)
+    wst, fst = np.array([-1], np.int64), np.zeros(3)
     keep = np.empty(t.shape[0], np.bool_)
-    k, ops = gk.temporal_gate(t, 30_000, False, 1000, 3, 1.5, 0.9, wst, fst, keep)
+    k, kept, ops = gk.temporal_gate(t, 30_000, False, 1000, 3, 1.5, 0.9, wst, fst, keep)
     st = [-1, 0.0]
     ref = slow_temporal(t.tolist(), 30_000, False, 1000, 3, 1.5, 0.9, st)
-    assert k == len(ref) and np.array_equal(keep[:k], ref)
+    assert k == len(ref) and np.array_equal(keep[:k], ref) and kept == sum(ref)
     assert 0 < sum(ref) < len(ref)
-    k2, _ = gk.temporal_gate(t[k:], 50_000, True, 1000, 3, 1.5, 0.9, wst, fst, keep[k:])
+    hold = [(x // 1000 + 1) * 1000 - x for x, ok in zip(t[:k].tolist(), ref) if ok]
+    assert fst[1] == sum(hold) and fst[2] == max(hold)
+    k2, _, _ = gk.temporal_gate(t[k:], 50_000, True, 1000, 3, 1.5, 0.9, wst, fst, keep[k:])
     ref2 = slow_temporal(t[k:].tolist(), 50_000, True, 1000, 3, 1.5, 0.9, st)
     assert np.array_equal(keep[k:k + k2], ref2) and k + k2 == t.shape[0]
     assert fst[0] == pytest.approx(st[1])
@@ -261,7 +263,8 @@ def test_spatial_gate_kernel_matches_twin():
     tw = rng.uniform(0.5, 1.5, 12)
     act, fst = np.zeros(12), np.zeros(2)
     keep = np.empty(n, np.bool_)
-    gk.spatial_gate(t, tile, 5000.0, 0.8, 0.7, tw, act, fst, keep)
+    kept, ops = gk.spatial_gate(t, tile, 5000.0, 0.8, 0.7, tw, act, fst, keep)
+    assert kept == keep.sum() and ops == 2 * n
     # twin: traces summed over past and present events with exact decay
     ref = []
     for i in range(n):

@@ -73,6 +73,14 @@ class GateState:
     spec: StreamSpec | None = None
 
 
+def _cat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Concatenate two arrays of one dtype (np.concatenate is slow on structured dtypes)."""
+    out = np.empty(a.shape[0] + b.shape[0], dtype=a.dtype)
+    out[: a.shape[0]] = a
+    out[a.shape[0]:] = b
+    return out
+
+
 def _encode_for_gate(events: np.ndarray, spec: StreamSpec, grid) -> tuple[np.ndarray, np.ndarray]:
     c, h, w = grid
     if spec.kind == "dvs":
@@ -102,7 +110,8 @@ class _GateStage:
         t, a = _encode_for_gate(packet.events, spec, state.grid)
         keep_t, kept, wm, dropped = self.apply(state, t, packet.events, packet.t_end_us, a=a)
         state.gated_ops_saved += int(dropped.shape[0]) * int(self.fanout_ops)
-        kept.flags.writeable = False  # a fresh array from boolean indexing
+        if kept.flags.writeable:
+            kept.flags.writeable = False
         return state, [Packet(kept, wm)]
 
     def finish(self, state: GateState):
@@ -111,9 +120,9 @@ class _GateStage:
         keep_t, kept, wm, dropped = self.apply(state, np.empty(0, np.int64), state.pending[:0], state.wm_in,
                                                final=True)
         state.gated_ops_saved += int(dropped.shape[0]) * int(self.fanout_ops)
-        out = np.array(kept)
-        out.flags.writeable = False
-        return [Packet(out, int(state.wm_in))]
+        if kept.flags.writeable:
+            kept.flags.writeable = False
+        return [Packet(kept, int(state.wm_in))]
 
     def counters(self, state: GateState) -> dict:
         return {"gated_events": state.gated_events, "gated_ops_saved": state.gated_ops_saved,
@@ -151,42 +160,41 @@ class TemporalGate(_GateStage):
         return state
 
     def make_state(self, grid) -> GateState:
-        st = GateState("temporal", np.array([-1], np.int64), np.zeros(1), np.zeros(0), np.zeros(0), grid,
+        st = GateState("temporal", np.array([-1], np.int64), np.zeros(3), np.zeros(0), np.zeros(0), grid,
                        np.empty(0, np.int64))
         gk.temporal_gate(np.empty(0, np.int64), 0, False, 1, 1, 0.0, 0.5, np.array([-1], np.int64),
-                         np.zeros(1), np.zeros(0, np.bool_))
+                         np.zeros(3), np.zeros(0, np.bool_))
         return st
 
     def apply(self, state: GateState, t: np.ndarray, payload: np.ndarray, wm: int, *, a=None, final=False):
         """Feed events (times ``t``, any ``payload`` array aligned with them) up to watermark ``wm``.
 
         Returns (times, payload, output watermark, dropped payload) of the windows decided now."""
+        n_new = t.shape[0]
         if state.pending_t.shape[0]:
-            t = np.concatenate([state.pending_t, t])
-            payload = np.concatenate([state.pending, payload])
-        state.events_in += int(t.shape[0] - state.pending_t.shape[0])
+            t = _cat(state.pending_t, t)
+            payload = _cat(state.pending, payload)
+        state.events_in += n_new
         state.wm_in = int(wm)
-        keep = np.empty(t.shape[0], dtype=np.bool_)
-        beta = 1.0 - 1.0 / float(self.ema_windows)
-        k, ops = gk.temporal_gate(t, int(wm), final, int(self.window_us), int(self.min_events),
-                                  float(self.rel_threshold), beta, state.ist, state.fst, keep)
-        state.gate_ops += int(ops)
-        keep = keep[:k]
-        state.pending_t = t[k:]
-        state.pending = payload[k:]
-        kept_t = t[:k][keep]
-        dropped = payload[:k][~keep]
-        state.gated_events += int(dropped.shape[0])
-        if kept_t.shape[0]:
-            decided = (kept_t // self.window_us + 1) * self.window_us
-            hold = np.minimum(decided, int(wm)) - kept_t
-            state.hold_us_sum += int(hold.sum())
-            state.hold_us_max = max(state.hold_us_max, int(hold.max()))
         wm_out = int(wm) if final else (int(wm) // self.window_us) * self.window_us
         if state.wm_out is not None:
             wm_out = max(wm_out, state.wm_out)
         state.wm_out = wm_out
-        return kept_t, payload[:k][keep], wm_out, dropped
+        keep = np.empty(t.shape[0], dtype=np.bool_)
+        beta = 1.0 - 1.0 / float(self.ema_windows)
+        k, kept, ops = gk.temporal_gate(t, int(wm), final, int(self.window_us), int(self.min_events),
+                                        float(self.rel_threshold), beta, state.ist, state.fst, keep)
+        state.gate_ops += int(ops)
+        state.hold_us_sum = int(state.fst[1])
+        state.hold_us_max = int(state.fst[2])
+        state.pending_t = t[k:]
+        state.pending = payload[k:]
+        if kept == k:  # every decided window kept (the usual case): no masks to apply
+            return t[:k], payload[:k], wm_out, payload[:0]
+        keep = keep[:k]
+        dropped = payload[:k][~keep]
+        state.gated_events += int(k - kept)
+        return t[:k][keep], payload[:k][keep], wm_out, dropped
 
     @staticmethod
     def calibrate(t_us: np.ndarray, keep_fraction: float, window_us: int = 2000, ema_windows: float = 50.0
@@ -268,17 +276,18 @@ class SpatialGate(_GateStage):
         if a is None:
             a = payload
         _, h, w = state.grid
-        ty, tx = self.tiles(state.grid)
-        tile = gk.tiles_of(a, h, w, int(self.tile_px), tx)
+        tile = gk.tiles_of(a, h, w, int(self.tile_px), -(-w // self.tile_px))
         keep = np.empty(t.shape[0], dtype=np.bool_)
-        ops = gk.spatial_gate(t, tile, float(self.tau_us), float(self.min_activity), float(self.rel_threshold),
-                              state.tile_w, state.act, state.fst, keep)
-        state.events_in += int(t.shape[0])
+        kept, ops = gk.spatial_gate(t, tile, float(self.tau_us), float(self.min_activity), float(self.rel_threshold),
+                                    state.tile_w, state.act, state.fst, keep)
+        n = t.shape[0]
+        state.events_in += n
         state.gate_ops += int(ops)
-        dropped = payload[~keep]
-        state.gated_events += int(dropped.shape[0])
         state.wm_in = state.wm_out = int(wm)
-        return t[keep], payload[keep], int(wm), dropped
+        if kept == n:
+            return t, payload, int(wm), payload[:0]
+        state.gated_events += int(n - kept)
+        return t[keep], payload[keep], int(wm), payload[~keep]
 
     def calibrate(self, spec_or_shape, t_us: np.ndarray, addr: np.ndarray, keep_fraction: float,
                   iters: int = 30) -> "SpatialGate":

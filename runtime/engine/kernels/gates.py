@@ -16,11 +16,13 @@ def temporal_gate(t, wm, final, window_us, min_events, rel, beta, wst, fst, keep
 
     A window is kept when its event count ``n ≥ min_events`` and ``n ≥ rel · ema``, ``ema`` being the running
     mean of the counts of the windows before it (empty windows included: ``ema ← beta·ema + (1-beta)·n``).
-    ``wst[0]`` is the next window not yet folded into ``ema`` (-1 before the first event), ``fst[0]`` the ema.
-    Writes ``keep[:k]`` for the first ``k`` events (those in closed windows) and returns (k, gate_ops)."""
+    ``wst[0]`` is the next window not yet folded into ``ema`` (-1 before the first event), ``fst[0]`` the ema,
+    ``fst[1]``/``fst[2]`` the sum/max over kept events of the stream time they were held (decision − t).
+    Writes ``keep[:k]`` for the first ``k`` events (those in closed windows); returns (k, kept, gate_ops)."""
     n = t.shape[0]
     i = 0
     ops = 0
+    kept = 0
     while i < n:
         k = t[i] // window_us
         end = (k + 1) * window_us
@@ -33,13 +35,21 @@ def temporal_gate(t, wm, final, window_us, min_events, rel, beta, wst, fst, keep
         if wst[0] >= 0 and k > wst[0]:
             fst[0] *= beta ** (k - wst[0])
         ok = cnt >= min_events and cnt >= rel * fst[0]
+        decided = end if end < wm else wm
         for e in range(i, j):
             keep[e] = ok
+            if ok:
+                hold = decided - t[e]
+                fst[1] += hold
+                if hold > fst[2]:
+                    fst[2] = hold
+        if ok:
+            kept += cnt
         fst[0] = beta * fst[0] + (1.0 - beta) * cnt
         wst[0] = k + 1
         ops += cnt + 2  # one count per event, one comparison and one ema update per window
         i = j
-    return i, ops
+    return i, kept, ops
 
 
 @njit(cache=True)
@@ -61,11 +71,12 @@ def spatial_gate(t, tile, tau_us, min_activity, rel, tile_w, act, fst, keep):
     """Per-tile running activity (exact exponential decay, time-invariant frame) and the keep decision.
 
     For each group of simultaneous events all tile traces are updated first; an event is kept when its tile's
-    ``w·a ≥ min_activity`` and ``w·a ≥ rel · mean(a)``. ``fst = [tref, sum of traces]``. Returns gate_ops."""
+    ``w·a ≥ min_activity`` and ``w·a ≥ rel · mean(a)``. ``fst = [tref, sum of traces]``. Returns (kept, gate_ops)."""
     n = t.shape[0]
     n_tiles = act.shape[0]
     i = 0
     ops = 0
+    kept = 0
     while i < n:
         tg = t[i]
         j = i
@@ -88,6 +99,7 @@ def spatial_gate(t, tile, tau_us, min_activity, rel, tile_w, act, fst, keep):
         for e in range(i, j):
             s = tile_w[tile[e]] * act[tile[e]]
             keep[e] = s >= floor_g and s >= rel_g
+            kept += keep[e]
         ops += 2 * (j - i)
         i = j
-    return ops
+    return kept, ops
