@@ -8,8 +8,8 @@ It mirrors the event-driven engine layer for layer (``runtime.engine.layers``) w
   ``v[k] -= n[k] · threshold`` (threshold 1; the weights carry the scale);
 * recurrent weights act one bin later (the engine's ``recurrent_delay_us = bin_us``).
 
-The spike function's gradient is a surrogate: ``1 / (1 + gamma · |v - 1|)²`` below the first threshold (as
-SuperSpike) and 1 above it (the staircase is treated as the identity there). Time constants are learnt per layer, as in the engine
+The spike function's gradient is a surrogate, the fast-sigmoid bump ``1 / (1 + gamma · |v - 1|)²`` around the
+first threshold (SuperSpike). Time constants are learnt per layer, as in the engine
 (one tau per layer).
 
 Layers: conv 2→C1 5×5/2 → conv C1→C2 3×3/2 → conv C2→C3 3×3/2 → flatten → recurrent linear H → linear 9.
@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ModelConfig", "GestureSNN", "spike_fn", "to_arrays"]
+__all__ = ["ModelConfig", "GestureSNN", "spike_fn", "to_arrays", "from_network_file"]
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,10 @@ class ModelConfig:
 
 
 def _surrogate(x: torch.Tensor, gamma: float) -> torch.Tensor:
-    """d spikes / d v: a fast-sigmoid bump ``1 / (1 + gamma·|v - 1|)²`` below the first threshold (never exactly
-    zero, so silent neurons still learn), 1 above it."""
-    below = 1.0 / (1.0 + gamma * (1.0 - x).clamp(min=0.0)) ** 2
-    return torch.where(x < 1.0, below, torch.ones_like(x))
+    """d spikes / d v: the fast-sigmoid bump ``1 / (1 + gamma·|v - 1|)²`` around the first threshold (SuperSpike).
+    Bounded on both sides: a straight-through 1 above the threshold let multi-spike neurons blow gradients up
+    (norms of 10⁴ and collapsing activity, measured), and the tails keep silent neurons learning."""
+    return 1.0 / (1.0 + gamma * (x - 1.0).abs()) ** 2
 
 
 class _Spike(torch.autograd.Function):
@@ -125,7 +126,7 @@ class GestureSNN(nn.Module):
             for m, gain in ((self.conv1, 2.0), (self.conv2, 2.0), (self.conv3, 2.0), (self.fc1, 2.0), (self.fc2, 2.0)):
                 nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5))
                 m.weight.mul_(gain)
-            nn.init.orthogonal_(self.rec1.weight, gain=0.3)
+            nn.init.orthogonal_(self.rec1.weight, gain=0.06)  # weak feedback at first: no runaway loops
 
     def betas(self) -> list[torch.Tensor]:
         return [torch.sigmoid(b) for b in self.beta_logits]
@@ -169,3 +170,27 @@ def to_arrays(model: GestureSNN) -> dict[str, np.ndarray]:
         "hidden.weight": sd["fc1.weight"], "hidden.recurrent_weight": sd["rec1.weight"], "out.weight": sd["fc2.weight"],
         "tau_us": np.array(model.taus_us(), np.float64),
     }
+
+
+def from_network_file(path) -> tuple[GestureSNN, dict]:
+    """The PyTorch model with a gesture network file's weights (``graphs.gesture`` topology), and its topology."""
+    from graphs.network import read_topology
+
+    topo = read_topology(path)
+    layers = {d["name"]: d for d in topo["layers"]}
+    cfg = ModelConfig(
+        c1=layers["conv1"]["out_channels"], c2=layers["conv2"]["out_channels"], c3=layers["conv3"]["out_channels"],
+        hidden=layers["hidden"]["out_features"], n_out=layers["out"]["out_features"], bin_us=int(topo["bin_us"]),
+        tau_init_us=tuple(layers[n]["neuron"]["tau_us"] for n in ("conv1", "conv2", "conv3", "hidden", "out")),
+    )
+    model = GestureSNN(cfg)
+    npz = Path(path)
+    npz = (npz.with_suffix("") if npz.suffix in (".json", ".npz") else npz).with_suffix(".npz")
+    with np.load(npz) as z:
+        sd = {"conv1.weight": z["conv1.weight"], "conv2.weight": z["conv2.weight"], "conv3.weight": z["conv3.weight"],
+              "fc1.weight": z["hidden.weight"], "rec1.weight": z["hidden.recurrent_weight"], "fc2.weight": z["out.weight"]}
+    with torch.no_grad():
+        for k, v in sd.items():
+            model.get_parameter(k).copy_(torch.from_numpy(np.asarray(v, np.float32)))
+    model.eval()
+    return model, topo

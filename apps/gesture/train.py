@@ -35,7 +35,7 @@ from graphs.network import save_network
 from .dataset import N_ADDR, ClipSet, bin_events, build_split, default_cache_dir
 from .decision import DecisionConfig, clip_answer, decide_counts
 
-__all__ = ["main", "parse_args", "Batcher", "evaluate", "D4_LABEL_SWAPS"]
+__all__ = ["main", "parse_args", "Batcher", "evaluate", "D4_LABEL_SWAPS", "dihedral", "gate_mask"]
 
 NONE = LABELS.index("none")
 _SWAPS = {
@@ -68,10 +68,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--max-minutes", type=float, default=18.0, help="stop training after this much wall time")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--bin-us", type=int, default=20_000)
     p.add_argument("--clip-us", type=int, default=2_000_000, help="training window per clip")
-    p.add_argument("--spike-cost", type=float, default=2e-4, help="loss weight of hidden spikes (fewer ops)")
+    p.add_argument("--rate-band", type=float, nargs=2, default=(0.02, 0.1), metavar=("LOW", "HIGH"),
+                   help="spikes per neuron per bin each layer is kept within (silent layers do not learn; busy "
+                        "ones cost ops)")
+    p.add_argument("--rate-weight", type=float, default=1000.0, help="loss weight of leaving the rate band")
     p.add_argument("--gate-prob", type=float, default=0.5, help="fraction of training samples seen through the gates")
     p.add_argument("--workers", type=int, default=2, help="processes making clips")
     p.add_argument("--threads", type=int, default=1,
@@ -129,20 +132,29 @@ class Batcher:
         return x, np.stack(tg, axis=1), np.array(labels)
 
 
-def _augment(t, addr, label, onset, offset, rng):
+def dihedral(addr: np.ndarray, label: int, flip_x: bool, flip_y: bool, transpose: bool
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(polarity, x, y, label) of network-input addresses after a mirror in x, then in y, then a transpose
+    (swapping x and y), with the label each symmetry turns the gesture into."""
     hw = INPUT_PX * INPUT_PX
     p, pos = addr // hw, addr % hw
     y, x = pos // INPUT_PX, pos % INPUT_PX
-    if rng.random() < 0.5:
+    if flip_x:
         x = INPUT_PX - 1 - x
         label = int(D4_LABEL_SWAPS["flip_x"][label])
-    if rng.random() < 0.5:
+    if flip_y:
         y = INPUT_PX - 1 - y
         label = int(D4_LABEL_SWAPS["flip_y"][label])
-    if rng.random() < 0.5:
+    if transpose:
         x, y = y, x
         label = int(D4_LABEL_SWAPS["transpose"][label])
-    if rng.random() < 0.5:
+    return p, x, y, label
+
+
+def _augment(t, addr, label, onset, offset, rng):
+    hw = INPUT_PX * INPUT_PX
+    p, x, y, label = dihedral(addr, label, rng.random() < 0.5, rng.random() < 0.5, rng.random() < 0.5)
+    if rng.random() < 0.5:  # contrast inversion: a dark hand on a bright background
         p = 1 - p
     dx, dy = rng.integers(-4, 5, 2)
     x, y = x + dx, y + dy
@@ -365,8 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                    ignore_index=-1, reduction="none").reshape(tgt.shape)
             valid = (tgt_t >= 0).float()
             loss = ((ce * valid).sum(0) / valid.sum(0).clamp(min=1)).mean()
-            spikes = sum(r.mean() for r in rec[:4])
-            total = loss + args.spike_cost * spikes * 100
+            low, high = args.rate_band
+            band = sum(torch.relu(r.mean() - high) ** 2 + torch.relu(low - r.mean()) ** 2 for r in rec)
+            total = loss + args.rate_weight * band
             opt.zero_grad()
             total.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)

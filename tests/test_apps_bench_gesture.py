@@ -1,0 +1,32 @@
+"""Smoke run of the gesture bench on a few clips with a small random network file (the figures are measured by
+`clockless bench gesture`, never by tests)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from apps.bench.gesture import run_suite
+from graphs.gesture import LABELS, topology
+from graphs.network import save_network
+
+
+def test_bench_runs_and_reports_every_figure(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    topo = topology([60e3, 80e3, 100e3, 200e3, 200e3], bin_us=20_000, meta={"decision": {"p_on": 0.5, "p_off": 0.3}})
+    arrays = {
+        "conv1.weight": rng.normal(0, 0.4, (8, 2, 5, 5)), "conv2.weight": rng.normal(0, 0.3, (16, 8, 3, 3)),
+        "conv3.weight": rng.normal(0, 0.3, (32, 16, 3, 3)), "hidden.weight": rng.normal(0, 0.15, (128, 512)),
+        "hidden.recurrent_weight": rng.normal(0, 0.05, (128, 128)), "out.weight": rng.normal(0.05, 0.3, (9, 128)),
+    }
+    save_network(topo, tmp_path / "net", arrays)
+    out = run_suite(True, tmp_path / "plots", n_test=9, n_videos=1, weights=tmp_path / "net", workers=1,
+                    cache_dir=tmp_path / "cache")
+    assert out["clips"] == 9 and set(out["runtime"]["per_class"]) == set(LABELS)
+    assert 0 <= out["runtime"]["accuracy"] <= 1 and 0 <= out["training_framework"]["accuracy"] <= 1
+    g = out["gates"]
+    assert g["synaptic_ops_off"] > g["synaptic_ops_on"] > 0 and 0 < g["gated_fraction"] < 1
+    assert out["ops_per_event"] > 0 and out["realtime_factor_network"] > 0
+    assert out["demo"]["truth"] == ["swipe_right", "circle_cw", "zoom_in"] and out["demo"]["events"] > 1000
+    assert out["videos"]["clips"] == 1 and out["videos"]["answers"][0]["true"] == "swipe_left"
+    assert (tmp_path / "plots" / "gesture_confusion_runtime.png").is_file()
+    assert "held-out clips" in capsys.readouterr().out

@@ -1,0 +1,101 @@
+"""Trainer pieces: label-honest symmetries, per-bin targets, the runtime's gates on events, and a tiny end-to-end
+run that writes a loadable network file and a confusion-matrix PNG."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from apps.gesture.train import Batcher, dihedral, gate_mask, main
+from graphs.gesture import INPUT_PX, LABELS, default_gates, load_network_file
+from runtime.engine.gates import SpatialGate, TemporalGate
+from runtime.events import SPIKE_EVENT
+from runtime.spec import spike_spec
+from runtime.testing import cut_at, run_stage
+
+HW = INPUT_PX * INPUT_PX
+
+
+def _path_events(xs, ys):
+    """One ON event per point of a path, 10 ms apart."""
+    x = np.round(np.asarray(xs)).astype(np.int64)
+    y = np.round(np.asarray(ys)).astype(np.int64)
+    return np.arange(x.shape[0]) * 10_000, HW + y * INPUT_PX + x
+
+
+def _motion(x, y):
+    """('swipe', direction) or ('circle', +1 clockwise on screen / -1)."""
+    dx, dy = x[-1] - x[0], y[-1] - y[0]
+    if abs(dx) + abs(dy) > 8:
+        return ("swipe_right" if dx > 0 else "swipe_left") if abs(dx) > abs(dy) else \
+            ("swipe_down" if dy > 0 else "swipe_up")
+    ang = np.unwrap(np.arctan2(y - y.mean(), x - x.mean()))
+    return "circle_cw" if ang[-1] > ang[0] else "circle_ccw"
+
+
+@pytest.mark.parametrize("flips", list(itertools.product([False, True], repeat=3)))
+def test_symmetries_move_the_events_the_way_the_new_label_says(flips):
+    s = np.linspace(0, 1, 40)
+    paths = {
+        "swipe_right": (4 + 24 * s, np.full_like(s, 10.0)),
+        "swipe_up": (np.full_like(s, 20.0), 28 - 24 * s),
+        "circle_cw": (16 + 8 * np.cos(2 * np.pi * s), 16 + 8 * np.sin(2 * np.pi * s)),
+    }
+    for name, (xs, ys) in paths.items():
+        _, addr = _path_events(xs, ys)
+        p, x, y, label = dihedral(addr, LABELS.index(name), *flips)
+        assert np.all(p == 1)
+        assert _motion(x.astype(float), y.astype(float)) == LABELS[label]
+    _, addr = _path_events([16, 17], [16, 16])
+    for keep in ("zoom_in", "zoom_out", "none"):
+        assert LABELS[dihedral(addr, LABELS.index(keep), *flips)[3]] == keep
+
+
+def test_targets_are_none_before_the_gesture_and_the_label_from_40_percent_of_it():
+    b = Batcher.__new__(Batcher)
+    b.bin_us, b.n_bins = 20_000, 100
+    tgt = b.targets(LABELS.index("zoom_in"), 400_000, 900_000)
+    assert np.all(tgt[:20] == LABELS.index("none"))
+    assert np.all(tgt[20:30] == -1)  # 400–600 ms: too early to ask for the label
+    assert np.all(tgt[30:60] == LABELS.index("zoom_in"))  # 600 ms .. offset + 300 ms
+    assert np.all(tgt[60:] == -1)
+    assert np.all(b.targets(LABELS.index("none"), 0, 2_000_000) == LABELS.index("none"))
+
+
+def test_gate_mask_equals_the_runtime_gate_stages():
+    rng = np.random.default_rng(5)
+    n = 4000
+    t = np.sort(rng.integers(0, 1_000_000, n))
+    hot = rng.random(n) < 0.6  # a busy corner and sparse noise elsewhere
+    x = np.where(hot, rng.integers(0, 8, n), rng.integers(0, 32, n))
+    y = np.where(hot, rng.integers(0, 8, n), rng.integers(0, 32, n))
+    addr = (rng.integers(0, 2, n) * HW + y * INPUT_PX + x).astype(np.int32)
+    gates = (SpatialGate(8, 50_000.0, 1.0, 1.5), TemporalGate(10_000, 4))
+    keep = gate_mask(gates, t, addr)
+    ev = np.empty(n, SPIKE_EVENT)
+    ev["t"], ev["addr"] = t, addr
+    spec = spike_spec((2, INPUT_PX, INPUT_PX))
+    packets = cut_at(ev, [], t_end_us=1_000_000)
+    for g in gates:
+        out, _, packets = run_stage(g, spec, packets)
+    assert 0.2 < keep.mean() < 0.95
+    assert np.array_equal(ev[keep], out)
+
+
+def test_tiny_training_run_writes_a_loadable_network_file(tmp_path):
+    out = tmp_path / "net"
+    png = tmp_path / "conf.png"
+    rc = main(["--out", str(out), "--confusion", str(png), "--data-dir", str(tmp_path / "data"),
+               "--train-clips", "9", "--val-clips", "9", "--test-clips", "9", "--epochs", "1", "--batch", "9",
+               "--workers", "1", "--clip-us", "1000000", "--quiet"])
+    assert rc == 0 and png.is_file()
+    net = load_network_file(out)
+    assert net.labels == LABELS and [type(g).__name__ for g in net.gates] == ["SpatialGate", "TemporalGate"]
+    meta = json.loads(out.with_suffix(".json").read_text())["meta"]
+    assert set(meta["decision"]) >= {"p_on", "p_off", "beta", "none_bias", "tau_us"}
+    tf = meta["metrics"]["train_framework"]
+    assert set(tf) == {"gates_on", "gates_off", "val_accuracy"} and len(tf["gates_on"]["confusion"]) == 9
+    assert default_gates()[0].rel_threshold == net.gates[0].rel_threshold
