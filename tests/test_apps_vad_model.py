@@ -9,62 +9,84 @@ import torch
 from apps.vad.model import SnnVad, VadConfig, score_from_trace
 
 
-def reference_forward(x, w1, r, w2, cfg: VadConfig):
+def reference_forward(x, weights, cfg: VadConfig):
     """Plain PyTorch, one bin at a time; the surrogate enters through a straight-through term."""
-    a1, a2, ay = cfg.decays()
     n_b, n_t, _ = x.shape
-    v1 = torch.zeros(n_b, w1.shape[1], dtype=torch.float64)
-    v2 = torch.zeros(n_b, w2.shape[1], dtype=torch.float64)
-    s1_prev = torch.zeros_like(v1)
+    sizes = cfg.sizes
+    layers, i = [], 0
+    for li in range(len(sizes) - 1):
+        w = weights[i]
+        i += 1
+        r = None
+        if cfg.recurrent[li]:
+            r = weights[i]
+            i += 1
+        layers.append((w, r, cfg.decays()[li], cfg.reset[li] == "subtract"))
+    v = [torch.zeros(n_b, sizes[li + 1], dtype=torch.float64) for li in range(len(layers))]
+    s_prev = [torch.zeros_like(vi) for vi in v]
     y = torch.zeros(n_b, dtype=torch.float64)
-    ys, s1s = [], []
+    ys, hidden = [], []
+    th = cfg.threshold
 
-    def spike(v, th):
-        u = v - th
-        hard = (v >= th).double()
-        smooth = u / (1 + cfg.slope * u.abs())  # derivative 1 / (1 + slope |u|)^2
+    def spike(u, subtract):
+        hard = torch.where(u >= th, torch.floor(u / th), torch.zeros_like(u)) if subtract else (u >= th).double()
+        d = u - th
+        smooth = d / (1 + cfg.slope * d.abs())  # derivative 1 / (1 + slope |d|)^2
         return hard + smooth - smooth.detach()
 
     for t in range(n_t):
-        v1 = a1 * v1 + x[:, t].double() @ w1 + s1_prev @ r
-        s1 = spike(v1, cfg.th1)
-        v1 = v1 * (1 - s1.detach())
-        v2 = a2 * v2 + s1 @ w2
-        s2 = spike(v2, cfg.th2)
-        v2 = v2 * (1 - s2.detach())
-        y = ay * y + s2.sum(1)
+        inp = x[:, t].double()
+        spikes = []
+        for li, (w, r, a, subtract) in enumerate(layers):
+            u = a * v[li] + inp @ w
+            if r is not None:
+                u = u + s_prev[li] @ r
+            s = spike(u, subtract)
+            v[li] = u - s.detach() * th if subtract else u * (1 - s.detach())
+            spikes.append(s)
+            inp = s
+        s_prev = spikes
+        y = cfg.trace_decay() * y + spikes[-1].sum(1)
         ys.append(y)
-        s1s.append(s1)
-        s1_prev = s1
-    return torch.stack(ys, 1), torch.stack(s1s, 1).mean()
+        hidden.append(torch.cat(spikes[:-1], 1))
+    return torch.stack(ys, 1), torch.stack(hidden, 1).mean()
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_kernel_forward_and_gradients_match_autograd(seed):
+CONFIGS = [
+    VadConfig(inputs=6, hidden=(5,), readout=2, tau_us=(20_000, 10_000), recurrent=(True, False),
+              reset=("zero", "zero"), tau_y_us=30_000),
+    VadConfig(inputs=6, hidden=(5, 4), readout=3, tau_us=(15_000, 60_000, 10_000), recurrent=(True, True, False),
+              reset=("subtract", "subtract", "zero"), tau_y_us=30_000),
+    VadConfig(inputs=6, hidden=(4, 3), readout=2, tau_us=(15_000, 40_000, 10_000), recurrent=(False, True, False),
+              reset=("zero", "subtract", "subtract"), tau_y_us=20_000, slope=2.0),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_kernel_forward_and_gradients_match_autograd(cfg, seed):
     rng = np.random.default_rng(seed)
-    cfg = VadConfig(inputs=6, hidden=5, readout=2, tau1_us=20_000, tau2_us=10_000, tau_y_us=30_000)
     counts = (rng.random((3, 70, 6)) < 0.25) * rng.integers(1, 3, (3, 70, 6))
     x = torch.from_numpy(counts.astype(np.float32))
-    net = SnnVad(cfg, seed=seed)
+    net = SnnVad(cfg, seed=seed, init_gain=1.5)
     with torch.no_grad():
-        net.w1.mul_(3.0)  # make the hidden layer fire
-        net.w2.abs_().mul_(3.0)  # and the readout
+        net.weights[-1].abs_()  # an excitatory readout, so it fires
     target = torch.from_numpy(rng.random((3, 70)))
 
     y, rate = net(x)
     loss = ((score_from_trace(y, 4.0) - target) ** 2).sum() + 3.0 * rate
     loss.backward()
-    fast = [p.grad.clone() for p in (net.w1, net.r, net.w2)]
-    for p in net.parameters():
+    fast = [p.grad.clone() for p in net.weights]
+    for p in net.weights:
         p.grad = None
 
-    y_ref, rate_ref = reference_forward(x, net.w1, net.r, net.w2, cfg)
+    y_ref, rate_ref = reference_forward(x, list(net.weights), cfg)
     loss_ref = ((score_from_trace(y_ref, 4.0) - target) ** 2).sum() + 3.0 * rate_ref
     loss_ref.backward()
 
     assert float(y.detach().sum()) > 10  # the readout fired
     torch.testing.assert_close(y, y_ref.detach(), rtol=1e-9, atol=1e-9)
     assert float(rate.detach()) == pytest.approx(float(rate_ref.detach()), rel=1e-9)
-    for g, p in zip(fast, (net.w1, net.r, net.w2)):
+    for g, p in zip(fast, net.weights):
         assert float(p.grad.abs().max()) > 0
         torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6 * float(p.grad.abs().max()))

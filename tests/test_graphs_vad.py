@@ -11,7 +11,7 @@ import torch
 from apps.training.torch_snn import SNN
 from apps.vad.export import save_network, vad_topology
 from apps.vad.metrics import frame_labels, frame_metrics, frames_from_segments
-from apps.vad.model import SnnVad, VadConfig
+from apps.vad.model import SnnVad, VadConfig, layer_names
 from graphs.network import read_topology, save_network as write_plain_network
 from graphs.vad import DEFAULT_WEIGHTS, build, load_vad
 from runtime.errors import FormatError
@@ -22,28 +22,32 @@ from sensors.audio import AudioFileSource
 from sensors.audio_frontend import AudioFrontEnd
 
 
-def _random_vad(tmp_path, seed=0, hidden=24):
-    frontend = AudioFrontEnd()
-    cfg = VadConfig(inputs=2 * frontend.channels, hidden=hidden, readout=3)
-    net = SnnVad(cfg, seed=seed)
+def _random_vad(tmp_path, seed=0, deep=False):
+    frontend = AudioFrontEnd(noise_tau_us=300_000)
+    if deep:  # two hidden layers, multi-spike and recurrent in both
+        cfg = VadConfig(inputs=2 * frontend.channels, hidden=(24, 12), readout=3, tau_us=(20_000, 60_000, 10_000),
+                        recurrent=(True, True, False), reset=("subtract", "subtract", "zero"))
+    else:
+        cfg = VadConfig(inputs=2 * frontend.channels, hidden=(24,), readout=3)
+    net = SnnVad(cfg, seed=seed, init_gain=1.5)
     with torch.no_grad():
-        net.w1.mul_(2.0)
-        net.w2.abs_().mul_(2.0)
+        net.weights[-1].abs_()
     path = tmp_path / "vad.json"
     save_network(path, net, frontend, {"note": "random weights for a test"})
     return path, net, frontend
 
 
-def _events_of(shared_data, rel, seconds):
+def _events_of(shared_data, rel, seconds, frontend):
     x, rate = sf.read(str(shared_data / "audio" / rel), dtype="float32", always_2d=True)
     x = x.mean(axis=1)[: int(seconds * rate)]
-    ev, _ = AudioFrontEnd().run_array(x, rate)
+    ev, _ = frontend.run_array(x, rate)
     return ev, len(x) * 1000 // rate
 
 
-def test_training_kernel_mirror_and_engine_agree_spike_for_spike(shared_data, tmp_path):
-    path, net, frontend = _random_vad(tmp_path)
-    ev, n_bins = _events_of(shared_data, "speech/jfk.wav", 3.0)
+@pytest.mark.parametrize("deep", [False, True])
+def test_training_kernel_mirror_and_engine_agree_spike_for_spike(shared_data, tmp_path, deep):
+    path, net, frontend = _random_vad(tmp_path, deep=deep)
+    ev, n_bins = _events_of(shared_data, "speech/jfk.wav", 3.0, frontend)
     c = frontend.channels
     counts = np.zeros((1, n_bins, 2 * c), np.float32)
     np.add.at(counts[0], (ev["t"] // 1000, ev["p"].astype(np.int64) * c + ev["x"]), 1)
@@ -52,9 +56,10 @@ def test_training_kernel_mirror_and_engine_agree_spike_for_spike(shared_data, tm
 
     mirror = SNN(read_topology(path)).double()
     with torch.no_grad():
-        mirror.layers["hidden"].weight.copy_(net.w1.T)
-        mirror.layers["hidden"].recurrent_weight.copy_(net.r.T)
-        mirror.layers["readout"].weight.copy_(net.w2.T)
+        for name, (w, r) in zip(layer_names(net.cfg), net.layer_weights()):
+            mirror.layers[name].weight.copy_(torch.from_numpy(w))
+            if r is not None:
+                mirror.layers[name].recurrent_weight.copy_(torch.from_numpy(r))
         readout_mirror = mirror(torch.from_numpy(counts).permute(1, 0, 2).double()).sum(-1)[:, 0].numpy()
 
     model = load_vad(path)
@@ -62,7 +67,7 @@ def test_training_kernel_mirror_and_engine_agree_spike_for_spike(shared_data, tm
                              cut_at(ev, [], t_end_us=n_bins * 1000))
     readout_engine = np.bincount(spikes["t"] // 1000, minlength=n_bins).astype(np.float64)
 
-    a = np.exp(-1000 / net.cfg.tau_y_us)
+    a = net.cfg.trace_decay()
     y_mirror = _trace(readout_mirror, a)
     assert readout_engine.sum() > 20
     np.testing.assert_array_equal(readout_mirror, readout_engine)
@@ -109,7 +114,7 @@ def test_silence_costs_no_synaptic_op(tmp_path):
 
 def test_a_network_without_vad_meta_is_refused(tmp_path):
     frontend = AudioFrontEnd()
-    topo = vad_topology(VadConfig(inputs=32, hidden=4, readout=1), frontend)
+    topo = vad_topology(VadConfig(inputs=32, hidden=(4,), readout=1), frontend)
     topo["meta"] = {}
     arrays = {"hidden.weight": np.zeros((4, 32)), "hidden.recurrent_weight": np.zeros((4, 4)),
               "readout.weight": np.zeros((1, 4))}

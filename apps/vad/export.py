@@ -15,21 +15,23 @@ DEFAULT_SEGMENTER = {"on": 0.5, "off": 0.3, "hangover_us": 200_000, "onset_lead_
 
 
 def vad_topology(cfg, frontend, info: dict | None = None, segmenter: dict | None = None) -> dict:
-    """Topology dict of the VAD network: recurrent LIF hidden layer → LIF readout population (reset to zero)."""
+    """Topology dict of the VAD network: LIF hidden layer(s) → LIF readout population."""
+    from .model import layer_names
 
-    def lif(tau_us: float, th: float) -> dict:
-        return {"model": "lif", "tau_us": float(tau_us), "threshold": float(th), "reset": "zero", "refractory_us": 0}
-
+    layers = []
+    sizes = cfg.sizes
+    for li, name in enumerate(layer_names(cfg)):
+        d = {"name": name, "type": "linear", "in_features": sizes[li], "out_features": sizes[li + 1],
+             "neuron": {"model": "lif", "tau_us": float(cfg.tau_us[li]), "threshold": float(cfg.threshold),
+                        "reset": cfg.reset[li], "refractory_us": 0}}
+        if cfg.recurrent[li]:
+            d.update(recurrent=True, recurrent_delay_us=int(cfg.bin_us))
+        layers.append(d)
     return {
         "format": "clockless.snn", "version": 1, "name": "vad",
         "input": {"shape": [cfg.inputs]},  # cochlea events, address p · channels + x
         "decay": "frame", "bin_us": int(cfg.bin_us), "labels": [f"speech{k}" for k in range(cfg.readout)],
-        "layers": [
-            {"name": "hidden", "type": "linear", "in_features": cfg.inputs, "out_features": cfg.hidden,
-             "recurrent": True, "recurrent_delay_us": int(cfg.bin_us), "neuron": lif(cfg.tau1_us, cfg.th1)},
-            {"name": "readout", "type": "linear", "in_features": cfg.hidden, "out_features": cfg.readout,
-             "neuron": lif(cfg.tau2_us, cfg.th2)},
-        ],
+        "layers": layers,
         "meta": {
             "vad": {"frontend": asdict(frontend),
                     "segmenter": {"tau_us": float(cfg.tau_y_us), "y_scale": float(cfg.y_scale),
@@ -40,12 +42,14 @@ def vad_topology(cfg, frontend, info: dict | None = None, segmenter: dict | None
 
 
 def save_network(path: Path, net, frontend, info: dict, segmenter: dict | None = None) -> tuple[Path, Path]:
-    """``net``: an ``apps.vad.model.SnnVad`` (torch layouts (in, out)), written in the engine's (out, in)."""
+    """``net``: an ``apps.vad.model.SnnVad``; weights are written in the engine's (out, in) / [to, from]."""
     from graphs.network import save_network as write
 
-    arrays = {
-        "hidden.weight": net.w1.detach().numpy().T,
-        "hidden.recurrent_weight": net.r.detach().numpy().T,  # [to, from]
-        "readout.weight": net.w2.detach().numpy().T,
-    }
+    from .model import layer_names
+
+    arrays = {}
+    for name, (w, r) in zip(layer_names(net.cfg), net.layer_weights()):
+        arrays[f"{name}.weight"] = w
+        if r is not None:
+            arrays[f"{name}.recurrent_weight"] = r
     return write(vad_topology(net.cfg, frontend, info, segmenter), Path(path), arrays)

@@ -1,8 +1,10 @@
-"""The VAD network for training (PyTorch parameters and optimiser, numba forward/backward) and its export.
+"""The VAD network for training (PyTorch parameters and optimiser, numba forward/backward) and its topology.
 
-``SnnVad`` holds the weights as torch parameters; its forward pass runs ``SnnVadFunction``, whose forward and
-backward are the numba kernels of ``apps.vad.train_kernels`` (about 20× faster than stepping PyTorch autograd
-through 4000 one-millisecond bins). Layouts in torch are (in, out); the engine's ``Linear`` wants (out, in).
+A chain of spiking Linear layers: ``hidden`` layers (LIF, optionally recurrent) then a ``readout`` population
+whose spikes make the speech trace. ``SnnVad`` holds the weights as torch parameters in (in, out) layout; its
+forward pass runs ``SnnVadFunction``, whose forward and backward are the numba kernels of
+``apps.vad.train_kernels`` (far faster than stepping PyTorch autograd through thousands of 1 ms bins). The engine's
+``Linear`` takes (out, in) and recurrent weights [to, from]: ``apps.vad.export`` transposes.
 """
 
 from __future__ import annotations
@@ -13,27 +15,48 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .train_kernels import snn_backward, snn_forward
+from .train_kernels import F_A, F_TH, L_IN, L_OUT, L_R, L_REC, L_RESET, L_V, L_W, snn_backward, snn_forward
 
-__all__ = ["VadConfig", "SnnVad", "SnnVadFunction", "score_from_trace"]
+__all__ = ["VadConfig", "SnnVad", "SnnVadFunction", "score_from_trace", "layer_names"]
 
 
 @dataclass(frozen=True)
 class VadConfig:
     inputs: int = 32  # front-end channels × 2 polarities, address p · channels + x
-    hidden: int = 48
+    hidden: tuple = (64,)  # sizes of the hidden layers
     readout: int = 4
-    tau1_us: float = 30_000.0
-    tau2_us: float = 20_000.0
+    tau_us: tuple = (30_000.0, 20_000.0)  # per layer, hidden layers then readout
+    recurrent: tuple = (True, False)  # per layer
+    reset: tuple = ("zero", "zero")  # per layer: "zero" or "subtract" (multi-spike)
+    threshold: float = 1.0
     tau_y_us: float = 40_000.0
-    th1: float = 1.0
-    th2: float = 1.0
     y_scale: float = 4.0
     bin_us: int = 1000
     slope: float = 5.0
 
-    def decays(self) -> tuple[float, float, float]:
-        return tuple(math.exp(-self.bin_us / tau) for tau in (self.tau1_us, self.tau2_us, self.tau_y_us))
+    def __post_init__(self):
+        n = len(self.hidden) + 1
+        for name in ("tau_us", "recurrent", "reset"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"VadConfig: field '{name}' needs one entry per layer ({n}), got {getattr(self, name)}")
+        for r in self.reset:
+            if r not in ("zero", "subtract"):
+                raise ValueError(f"VadConfig: reset must be 'zero' or 'subtract', got {r!r}")
+
+    @property
+    def sizes(self) -> list[int]:
+        return [self.inputs, *self.hidden, self.readout]
+
+    def decays(self) -> list[float]:
+        return [math.exp(-self.bin_us / tau) for tau in self.tau_us]
+
+    def trace_decay(self) -> float:
+        return math.exp(-self.bin_us / self.tau_y_us)
+
+
+def layer_names(cfg: VadConfig) -> list[str]:
+    hidden = ["hidden"] + [f"hidden{i + 2}" for i in range(len(cfg.hidden) - 1)]
+    return [*hidden, "readout"]
 
 
 def score_from_trace(y, y_scale: float):
@@ -43,53 +66,94 @@ def score_from_trace(y, y_scale: float):
     return 1.0 - np.exp(-np.asarray(y) / y_scale)
 
 
+def _layout(cfg: VadConfig):
+    """(desc, fpar, parameter (offset, shape) list) of the flat kernel layout."""
+    sizes = cfg.sizes
+    n_l = len(sizes) - 1
+    desc = np.zeros((n_l, 7), np.int64)
+    fpar = np.zeros((n_l, 2), np.float64)
+    params = []
+    w_off = v_off = 0
+    for li in range(n_l):
+        n_in, n_out = sizes[li], sizes[li + 1]
+        desc[li, L_IN], desc[li, L_OUT], desc[li, L_W], desc[li, L_V] = n_in, n_out, w_off, v_off
+        params.append((w_off, (n_in, n_out), False))
+        w_off += n_in * n_out
+        if cfg.recurrent[li]:
+            desc[li, L_REC], desc[li, L_R] = 1, w_off
+            params.append((w_off, (n_out, n_out), True))
+            w_off += n_out * n_out
+        desc[li, L_RESET] = 1 if cfg.reset[li] == "subtract" else 0
+        fpar[li, F_A] = cfg.decays()[li]
+        fpar[li, F_TH] = cfg.threshold
+        v_off += n_out
+    return desc, fpar, params, w_off, v_off
+
+
 class SnnVadFunction(torch.autograd.Function):
-    """(x, w1, r, w2) → (y trace (B, T), mean hidden spike count per neuron and bin)."""
+    """(x, cfg, *weights) → (y trace (B, T), mean spike count per hidden neuron and bin)."""
 
     @staticmethod
-    def forward(ctx, x, w1, r, w2, cfg: VadConfig):
+    def forward(ctx, x, cfg: VadConfig, *weights):
+        desc, fpar, params, n_w, n_v = _layout(cfg)
+        w = np.empty(n_w, np.float64)
+        for (off, shape, _), p in zip(params, weights):
+            w[off: off + shape[0] * shape[1]] = p.detach().numpy().ravel()
         xn = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
-        w1n, rn, w2n = (np.ascontiguousarray(p.detach().numpy(), dtype=np.float64) for p in (w1, r, w2))
         n_b, n_t, _ = xn.shape
-        n_h, n_k = w1n.shape[1], w2n.shape[1]
-        v1 = np.empty((n_b, n_t, n_h), np.float32)
-        s1 = np.empty((n_b, n_t, n_h), np.float32)
-        v2 = np.empty((n_b, n_t, n_k), np.float32)
+        v = np.empty((n_b, n_t, n_v), np.float32)
+        s = np.empty((n_b, n_t, n_v), np.float32)
         y = np.empty((n_b, n_t), np.float64)
-        a1, a2, ay = cfg.decays()
-        ops = snn_forward(xn, w1n, rn, w2n, a1, a2, ay, cfg.th1, cfg.th2, v1, s1, v2, y)
-        ctx.save_for_backward(x, w1, r, w2)
-        ctx.saved = (xn, w1n, rn, w2n, v1, s1, v2, cfg)
+        ops = snn_forward(xn, desc, fpar, w, cfg.trace_decay(), v, s, y)
+        n_hidden = int(sum(cfg.hidden))
+        ctx.saved = (xn, desc, fpar, params, w, v, s, cfg, n_hidden)
         ctx.ops = ops
-        rate = torch.tensor(float(s1.mean(dtype=np.float64)), dtype=torch.float64)
+        ctx.dtypes = [p.dtype for p in weights]
+        rate = torch.tensor(float(s[:, :, :n_hidden].mean(dtype=np.float64)), dtype=torch.float64)
         return torch.from_numpy(y), rate
 
     @staticmethod
     def backward(ctx, gy, grate):
-        xn, w1n, rn, w2n, v1, s1, v2, cfg = ctx.saved
-        a1, a2, ay = cfg.decays()
-        g_s1 = float(grate) / s1.size if grate is not None else 0.0
-        gyn = np.zeros(v1.shape[:2]) if gy is None else np.ascontiguousarray(gy.numpy(), dtype=np.float64)
-        gw1 = np.zeros_like(w1n)
-        gr = np.zeros_like(rn)
-        gw2 = np.zeros_like(w2n)
-        snn_backward(xn, w1n, rn, w2n, a1, a2, ay, cfg.th1, cfg.th2, cfg.slope, v1, s1, v2, gyn, g_s1, gw1, gr, gw2)
-        x, w1, r, w2 = ctx.saved_tensors
-        return (None, torch.from_numpy(gw1).to(w1.dtype), torch.from_numpy(gr).to(r.dtype),
-                torch.from_numpy(gw2).to(w2.dtype), None)
+        xn, desc, fpar, params, w, v, s, cfg, n_hidden = ctx.saved
+        g_rate = float(grate) / (s.shape[0] * s.shape[1] * n_hidden) if grate is not None else 0.0
+        gyn = np.zeros(s.shape[:2]) if gy is None else np.ascontiguousarray(gy.numpy(), dtype=np.float64)
+        gw = np.zeros_like(w)
+        snn_backward(xn, desc, fpar, w, cfg.trace_decay(), cfg.slope, v, s, gyn, g_rate, gw)
+        grads = [torch.from_numpy(gw[off: off + shape[0] * shape[1]].reshape(shape).copy()).to(dt)
+                 for (off, shape, _), dt in zip(params, ctx.dtypes)]
+        return (None, None, *grads)
 
 
 class SnnVad(torch.nn.Module):
-    def __init__(self, cfg: VadConfig, seed: int = 0):
+    """Weights: ``weights[i]`` in the kernel's order (each layer's (in, out) weight, then its (from, to) recurrent
+    weight when it has one)."""
+
+    def __init__(self, cfg: VadConfig, seed: int = 0, init_gain: float = 1.0):
         super().__init__()
         self.cfg = cfg
         g = torch.Generator().manual_seed(seed)
-        self.w1 = torch.nn.Parameter(torch.randn(cfg.inputs, cfg.hidden, generator=g, dtype=torch.float64) * 0.5)
-        self.r = torch.nn.Parameter(torch.randn(cfg.hidden, cfg.hidden, generator=g, dtype=torch.float64) * 0.05)
-        self.w2 = torch.nn.Parameter(torch.randn(cfg.hidden, cfg.readout, generator=g, dtype=torch.float64) * 0.3)
+        _, _, params, _, _ = _layout(cfg)
+        ws = []
+        for _, (n_in, n_out), is_rec in params:
+            scale = (0.3 / math.sqrt(n_in)) if is_rec else (2.0 / math.sqrt(n_in))
+            ws.append(torch.nn.Parameter(torch.randn(n_in, n_out, generator=g, dtype=torch.float64) * scale * init_gain))
+        self.weights = torch.nn.ParameterList(ws)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return SnnVadFunction.apply(x, self.w1, self.r, self.w2, self.cfg)
+        return SnnVadFunction.apply(x, self.cfg, *self.weights)
 
     def score(self, y: torch.Tensor) -> torch.Tensor:
         return score_from_trace(y, self.cfg.y_scale)
+
+    def layer_weights(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Per layer: (weight (out, in), recurrent weight [to, from] or None) in the engine's layouts."""
+        out, i = [], 0
+        for li in range(len(self.cfg.sizes) - 1):
+            w = self.weights[i].detach().numpy().T
+            i += 1
+            r = None
+            if self.cfg.recurrent[li]:
+                r = self.weights[i].detach().numpy().T
+                i += 1
+            out.append((np.ascontiguousarray(w), None if r is None else np.ascontiguousarray(r)))
+        return out

@@ -1,18 +1,18 @@
-"""numba kernels for training the VAD network: the time-stepped forward pass and its backward pass (BPTT with a
-surrogate gradient), used by ``apps.vad.model.SnnVadFunction`` as a PyTorch autograd function.
+"""numba kernels for training the VAD network: the time-stepped forward pass of a chain of spiking Linear layers
+and its backward pass (BPTT with a surrogate gradient), used by ``apps.vad.model.SnnVadFunction``.
 
 Model, one step per 1 ms bin (the engine's event-driven model when every input event of a bin shares one
-timestamp, as the front end's do, and recurrent spikes come back one bin later):
+timestamp, as the front end's do, and recurrent spikes come back one bin later). Layer l (neurons h):
 
-    v1 = a1 · v1 + x_t · W1 + s1_{t-1} · R        hidden LIF, reset to zero (one spike per test at most, so
-    s1 = [v1 ≥ th1];  v1 = 0 where s1                 recurrent excitation can never run away)
-    v2 = a2 · v2 + s1 · W2                          readout LIF population, reset to zero
-    s2 = [v2 ≥ th2];  v2 = 0 where s2
-    y  = ay · y + Σ_k s2_k                          speech trace (the segmenter's score is 1 - exp(-y / y_scale))
+    v = a_l · v + in_l(t) · W_l + [s_l(t-1) · R_l]      LIF; in_0 = the input counts, in_l = s_(l-1)(t)
+    reset "zero":      s = [v ≥ th_l];               v = 0 where s
+    reset "subtract":  s = floor(v / th_l) if v ≥ th_l else 0;  v -= s · th_l
+    y = ay · y + Σ_k s_last,k(t)                         the speech trace (score = 1 - exp(-y / y_scale))
 
-Backward: ds/dv is replaced by the fast-sigmoid surrogate 1 / (1 + slope·|v - th|)², and the reset is treated as a
-constant: dv_after/dv_before = 1 - s (the membrane's path to the next bin is cut where it spiked). Weight layouts are (in, out). The slow reference twin is plain PyTorch autograd
-in ``tests/test_apps_vad_model.py``.
+Backward: ds/dv is the fast-sigmoid surrogate 1 / (1 + slope·|v - th|)²; the reset is treated as a constant, so
+dv_after/dv_before = 1 - s for reset to zero (the path to the next bin is cut where the neuron fired) and 1 for
+subtraction. Layer parameters travel as flat arrays with offsets (numba takes no lists of arrays). The slow
+reference twin is plain PyTorch autograd in ``tests/test_apps_vad_model.py``.
 """
 
 from __future__ import annotations
@@ -22,112 +22,144 @@ from numba import njit
 
 __all__ = ["snn_forward", "snn_backward"]
 
+# columns of the per-layer description array ``desc`` (int64)
+L_IN, L_OUT, L_W, L_REC, L_R, L_V, L_RESET = range(7)
+# columns of the per-layer float array ``fpar``
+F_A, F_TH = range(2)
+
 
 @njit(cache=True, nogil=True)
-def _spikes(v, th):
-    return 1.0 if v >= th else 0.0
+def _spike(v, th, subtract):
+    if v < th:
+        return 0.0
+    if subtract:
+        return np.floor(v / th)
+    return 1.0
 
 
 @njit(cache=True, nogil=True)
-def snn_forward(x, w1, r, w2, a1, a2, ay, th1, th2, v1_out, s1_out, v2_out, y_out):
-    """x: (B, T, I) input event counts; writes v1 (before reset), s1, v2 (before reset), y. Returns synaptic ops."""
+def snn_forward(x, desc, fpar, w, ay, v_out, s_out, y_out):
+    """x: (B, T, I) input counts. Writes v before reset and s for every neuron (B, T, N) at the layer's offset
+    ``desc[l, L_V]``, and the trace y (B, T). Returns the synaptic ops a clock-free engine would perform."""
     n_b, n_t, n_i = x.shape
-    n_h = w1.shape[1]
-    n_k = w2.shape[1]
+    n_l = desc.shape[0]
+    n_all = v_out.shape[2]
     ops = 0
-    v1 = np.zeros(n_h)
-    v2 = np.zeros(n_k)
-    cur = np.zeros(n_h)
+    v = np.zeros(n_all)
+    cur = np.zeros(n_all)
     for b in range(n_b):
-        v1[:] = 0.0
-        v2[:] = 0.0
+        v[:] = 0.0
         y = 0.0
         for t in range(n_t):
-            for h in range(n_h):
-                cur[h] = a1 * v1[h]
-            for i in range(n_i):
-                c = x[b, t, i]
-                if c != 0.0:
-                    ops += n_h
-                    for h in range(n_h):
-                        cur[h] += c * w1[i, h]
-            if t > 0:
-                for i in range(n_h):
-                    c = s1_out[b, t - 1, i]
-                    if c != 0.0:
-                        ops += n_h
-                        for h in range(n_h):
-                            cur[h] += c * r[i, h]
-            for k in range(n_k):
-                v2[k] = a2 * v2[k]
-            for h in range(n_h):
-                v = cur[h]
-                v1_out[b, t, h] = v
-                s = _spikes(v, th1)
-                s1_out[b, t, h] = s
-                v1[h] = 0.0 if s != 0.0 else v
-                if s != 0.0:
-                    ops += n_k
-                    for k in range(n_k):
-                        v2[k] += s * w2[h, k]
             tot = 0.0
-            for k in range(n_k):
-                v = v2[k]
-                v2_out[b, t, k] = v
-                s = _spikes(v, th2)
-                v2[k] = 0.0 if s != 0.0 else v
-                tot += s
+            for li in range(n_l):
+                n_in = desc[li, L_IN]
+                n_out = desc[li, L_OUT]
+                wo = desc[li, L_W]
+                vo = desc[li, L_V]
+                a = fpar[li, F_A]
+                th = fpar[li, F_TH]
+                sub = desc[li, L_RESET] == 1
+                for h in range(n_out):
+                    cur[vo + h] = a * v[vo + h]
+                for i in range(n_in):
+                    if li == 0:
+                        c = x[b, t, i]
+                    else:
+                        c = s_out[b, t, desc[li - 1, L_V] + i]
+                    if c != 0.0:
+                        ops += n_out
+                        base = wo + i * n_out
+                        for h in range(n_out):
+                            cur[vo + h] += c * w[base + h]
+                if desc[li, L_REC] == 1 and t > 0:
+                    ro = desc[li, L_R]
+                    for i in range(n_out):
+                        c = s_out[b, t - 1, vo + i]
+                        if c != 0.0:
+                            ops += n_out
+                            base = ro + i * n_out
+                            for h in range(n_out):
+                                cur[vo + h] += c * w[base + h]
+                for h in range(n_out):
+                    vv = cur[vo + h]
+                    v_out[b, t, vo + h] = vv
+                    s = _spike(vv, th, sub)
+                    s_out[b, t, vo + h] = s
+                    if s == 0.0:
+                        v[vo + h] = vv
+                    elif sub:
+                        v[vo + h] = vv - s * th
+                    else:
+                        v[vo + h] = 0.0
+                    if li == n_l - 1:
+                        tot += s
             y = ay * y + tot
             y_out[b, t] = y
     return ops
 
 
 @njit(cache=True, nogil=True)
-def snn_backward(x, w1, r, w2, a1, a2, ay, th1, th2, slope, v1, s1, v2, gy, g_s1, gw1, gr, gw2):
-    """Accumulates dL/dW1, dL/dR, dL/dW2 into gw1, gr, gw2 given dL/dy (B, T) and a constant dL/ds1 ``g_s1``."""
+def snn_backward(x, desc, fpar, w, ay, slope, v_out, s_out, gy, g_rate, gw):
+    """Accumulates dL/dw into ``gw`` (same layout as ``w``) given dL/dy (B, T) and a constant dL/ds ``g_rate``
+    for every neuron of the hidden layers (all but the last)."""
     n_b, n_t, n_i = x.shape
-    n_h = w1.shape[1]
-    n_k = w2.shape[1]
-    gv1 = np.zeros(n_h)
-    gv1_next = np.zeros(n_h)
-    gv2 = np.zeros(n_k)
-    gv2_next = np.zeros(n_k)
+    n_l = desc.shape[0]
+    n_all = v_out.shape[2]
+    gv = np.zeros(n_all)
+    gv_next = np.zeros(n_all)
     for b in range(n_b):
-        gv1_next[:] = 0.0
-        gv2_next[:] = 0.0
+        gv_next[:] = 0.0
         gacc = 0.0
         for t in range(n_t - 1, -1, -1):
             gacc = gy[b, t] + ay * gacc
-            for k in range(n_k):
-                u = 1.0 + slope * abs(v2[b, t, k] - th2)
-                keep = 1.0 - _spikes(v2[b, t, k], th2)  # the reset cuts the path to the next bin
-                gv2[k] = gacc / (u * u) + a2 * keep * gv2_next[k]
-            for h in range(n_h):
-                g = g_s1
-                for k in range(n_k):
-                    g += gv2[k] * w2[h, k]
-                for j in range(n_h):
-                    g += gv1_next[j] * r[h, j]
-                u = 1.0 + slope * abs(v1[b, t, h] - th1)
-                gv1[h] = g / (u * u) + a1 * (1.0 - s1[b, t, h]) * gv1_next[h]
-            for h in range(n_h):
-                c = s1[b, t, h]
-                if c != 0.0:
-                    for k in range(n_k):
-                        gw2[h, k] += c * gv2[k]
-            if t > 0:
-                for i in range(n_h):
-                    c = s1[b, t - 1, i]
+            for li in range(n_l - 1, -1, -1):
+                n_out = desc[li, L_OUT]
+                vo = desc[li, L_V]
+                th = fpar[li, F_TH]
+                a = fpar[li, F_A]
+                sub = desc[li, L_RESET] == 1
+                for h in range(n_out):
+                    if li == n_l - 1:
+                        g = gacc
+                    else:
+                        g = g_rate
+                        nxt = li + 1
+                        n2 = desc[nxt, L_OUT]
+                        base = desc[nxt, L_W] + h * n2
+                        vo2 = desc[nxt, L_V]
+                        for j in range(n2):
+                            g += gv[vo2 + j] * w[base + j]
+                    if desc[li, L_REC] == 1:
+                        base = desc[li, L_R] + h * n_out
+                        for j in range(n_out):
+                            g += gv_next[vo + j] * w[base + j]
+                    vv = v_out[b, t, vo + h]
+                    u = 1.0 + slope * abs(vv - th)
+                    keep = 1.0 if sub else 1.0 - s_out[b, t, vo + h]
+                    gv[vo + h] = g / (u * u) + a * keep * gv_next[vo + h]
+            for li in range(n_l):
+                n_in = desc[li, L_IN]
+                n_out = desc[li, L_OUT]
+                wo = desc[li, L_W]
+                vo = desc[li, L_V]
+                for i in range(n_in):
+                    if li == 0:
+                        c = x[b, t, i]
+                    else:
+                        c = s_out[b, t, desc[li - 1, L_V] + i]
                     if c != 0.0:
-                        for h in range(n_h):
-                            gr[i, h] += c * gv1[h]
-            for i in range(n_i):
-                c = x[b, t, i]
-                if c != 0.0:
-                    for h in range(n_h):
-                        gw1[i, h] += c * gv1[h]
-            for h in range(n_h):
-                gv1_next[h] = gv1[h]
-            for k in range(n_k):
-                gv2_next[k] = gv2[k]
+                        base = wo + i * n_out
+                        for h in range(n_out):
+                            gw[base + h] += c * gv[vo + h]
+                if desc[li, L_REC] == 1 and t > 0:
+                    ro = desc[li, L_R]
+                    for i in range(n_out):
+                        c = s_out[b, t - 1, vo + i]
+                        if c != 0.0:
+                            base = ro + i * n_out
+                            for h in range(n_out):
+                                gw[base + h] += c * gv[vo + h]
+            for k in range(n_all):
+                gv_next[k] = gv[k]
     return 0
