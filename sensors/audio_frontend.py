@@ -3,8 +3,8 @@
 Model, per channel c of ``channels`` log-spaced between ``f_lo_hz`` and ``f_hi_hz``:
 
 1. band-pass biquad (RBJ band-pass, 0 dB peak gain, quality ``q``) on every sample;
-2. squaring rectifier: the squared output is summed over each 1 ms frame (frame k = samples whose time lies in
-   [k ms, k+1 ms) from the first sample), giving the frame's mean power;
+2. squaring rectifier: the squared output is summed over each frame of ``frame_us`` (1 ms by default; frame k =
+   samples whose time lies in [k·frame_us, (k+1)·frame_us) from the first sample), giving the frame's mean power;
 3. envelope: one-pole smoothing of the frame power with time constant ``tau_env_us``, clamped from below to
    the energy floor ``floor_db`` (dB of mean-square power, full-scale square wave = 0 dB);
 4. optional noise floor (``noise_tau_us`` > 0): a valley follower of the envelope that falls with it at once and
@@ -129,6 +129,7 @@ class AudioFrontEnd:
     floor_db: float = -70.0
     delta_db: float = 3.0
     max_events_per_frame: int = 8
+    frame_us: int = 1000
     noise_tau_us: int = 0  # 0: no noise-floor tracking
     noise_margin_db: float = 6.0
 
@@ -144,6 +145,8 @@ class AudioFrontEnd:
             problems.append(f"tau_env_us must be > 0, got {self.tau_env_us}")
         if not self.delta_db > 0:
             problems.append(f"delta_db must be > 0, got {self.delta_db}")
+        if not 100 <= self.frame_us <= 1_000_000:
+            problems.append(f"frame_us must be in 100..1000000 µs, got {self.frame_us}")
         if self.noise_tau_us < 0 or self.noise_margin_db < 0:
             problems.append(f"noise_tau_us and noise_margin_db must be ≥ 0, got {self.noise_tau_us}, "
                             f"{self.noise_margin_db}")
@@ -167,11 +170,11 @@ class AudioFrontEnd:
         floor_pow = 10.0 ** (self.floor_db / 10.0)
         state = FrontEndState(
             rate_hz=rate, b0=b0, a1=a1, a2=a2, active=active,
-            beta=1.0 - math.exp(-1000.0 / self.tau_env_us),
+            beta=1.0 - math.exp(-self.frame_us / self.tau_env_us),
             floor_pow=floor_pow, ratio=10.0 ** (self.delta_db / 10.0),
             xh=np.zeros(2), y1=np.zeros(c), y2=np.zeros(c), acc=np.zeros(c), env=np.zeros(c),
             ref=np.full(c, floor_pow), noise=np.full(c, floor_pow), n_active=int(active.sum()),
-            gamma=1.0 - math.exp(-1000.0 / self.noise_tau_us) if self.noise_tau_us > 0 else 0.0,
+            gamma=1.0 - math.exp(-self.frame_us / self.noise_tau_us) if self.noise_tau_us > 0 else 0.0,
             margin=10.0 ** (self.noise_margin_db / 10.0),
         )
         _warm_up()
@@ -195,14 +198,14 @@ class AudioFrontEnd:
         t0 = int(ev["t"][0])
         if t0 != expected_t:
             # a replay window that starts late, or a live source that dropped samples: continue from the sample
-            # this packet says it starts at, so frames stay on the stream's millisecond grid
+            # this packet says it starts at, so frames stay on the stream's frame grid
             state.n_samples = -((-t0 * state.rate_hz) // 1_000_000)
             state.resyncs += int(state.started)
         state.started = True
         return state, [packet.derive(self._run(state, np.ascontiguousarray(x, dtype=np.float32)))]
 
     def finish(self, state: FrontEndState) -> list[Packet]:
-        return []  # a partial last millisecond is dropped: its frame never closed
+        return []  # a partial last frame is dropped: it never closed
 
     def counters(self, state: FrontEndState) -> dict[str, int]:
         return {"frontend_macs": int(state.frontend_macs)}
@@ -211,7 +214,7 @@ class AudioFrontEnd:
         rate = self._rate(spec)
         active = int((center_frequencies(self.channels, self.f_lo_hz, self.f_hi_hz) < 0.45 * rate).sum())
         per_frame = MACS_PER_FRAME + (MACS_PER_FRAME_NOISE if self.noise_tau_us > 0 else 0)
-        return active * (MACS_PER_SAMPLE * rate // 1000 + per_frame)
+        return active * (MACS_PER_SAMPLE * rate // 1000) + active * per_frame * 1000 // self.frame_us
 
     # ---- direct use (training, bench) -----------------------------------------------------------------------
     def run_array(self, samples: np.ndarray, rate_hz: int) -> tuple[np.ndarray, FrontEndState]:
@@ -227,7 +230,8 @@ class AudioFrontEnd:
     def _run(self, state: FrontEndState, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
         n0 = state.n_samples
-        frames_max = (n + n0) * 1000 // state.rate_hz - n0 * 1000 // state.rate_hz + 1
+        per = state.rate_hz * self.frame_us
+        frames_max = (n + n0) * 1_000_000 // per - n0 * 1_000_000 // per + 1
         cap = frames_max * self.channels * self.max_events_per_frame
         if state.out_t.shape[0] < cap:  # output buffers are reused across packets
             state.out_t = np.empty(cap, np.int64)
@@ -235,7 +239,7 @@ class AudioFrontEnd:
             state.out_p = np.empty(cap, np.bool_)
         out_t, out_x, out_p = state.out_t, state.out_x, state.out_p
         ne, frames = frontend_block(
-            x, n0, state.rate_hz, state.b0, state.a1, state.a2, state.active, state.beta, state.floor_pow,
+            x, n0, state.rate_hz, self.frame_us, state.b0, state.a1, state.a2, state.active, state.beta, state.floor_pow,
             state.gamma, state.margin, state.ratio, self.max_events_per_frame, state.xh, state.y1, state.y2,
             state.acc, state.env, state.ref, state.noise, out_t, out_x, out_p,
         )
@@ -275,7 +279,7 @@ def _warm_up() -> None:
     c = 2
     z = np.zeros(c)
     frontend_block(
-        np.zeros(20, np.float32), 0, 16000, z.copy(), z.copy(), z.copy(), np.ones(c, np.bool_), 0.1, 1e-7, 0.01, 4.0,
+        np.zeros(20, np.float32), 0, 16000, 1000, z.copy(), z.copy(), z.copy(), np.ones(c, np.bool_), 0.1, 1e-7, 0.01, 4.0,
         2.0, 4, np.zeros(2), z.copy(), z.copy(), z.copy(), z.copy(), np.full(c, 1e-7), np.full(c, 1e-7),
         np.empty(64, np.int64), np.empty(64, np.int16), np.empty(64, np.bool_),
     )

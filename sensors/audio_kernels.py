@@ -12,7 +12,7 @@ from numba import njit
 __all__ = ["frontend_block", "MACS_PER_SAMPLE", "MACS_PER_FRAME", "MACS_PER_FRAME_NOISE"]
 
 MACS_PER_SAMPLE = 4  # per active channel: band-pass biquad (3 multiplies) + squared output accumulated (1)
-MACS_PER_FRAME = 2  # per active channel and 1 ms frame: envelope smoothing (1) + delta threshold scaling (1)
+MACS_PER_FRAME = 2  # per active channel and frame: envelope smoothing (1) + delta threshold scaling (1)
 MACS_PER_FRAME_NOISE = 2  # with noise-floor tracking: its rise (1) and the margin scaling (1)
 
 
@@ -21,11 +21,12 @@ def frontend_block(
     x,  # float32[n] samples of this block
     n0,  # absolute index of x[0] in the stream
     rate_hz,  # integer sample rate
+    frame_us,  # frame length in µs of stream time
     b0,  # float64[C] band-pass gain (b1 = 0, b2 = -b0)
     a1,  # float64[C]
     a2,  # float64[C]
     active,  # bool[C] channels below Nyquist; inactive ones cost nothing and never fire
-    beta,  # envelope smoothing factor per 1 ms frame
+    beta,  # envelope smoothing factor per frame
     floor_pow,  # mean-square power floor: envelopes below it are clamped to it
     gamma,  # noise-floor rise per frame (0: no noise-floor tracking)
     margin,  # the clamp level is max(floor_pow, noise floor × margin)
@@ -44,7 +45,8 @@ def frontend_block(
 ):
     """Run one block; returns (events written, frames closed). States are updated in place.
 
-    A frame is 1 ms of stream time: sample n belongs to frame floor(n * 1000 / rate_hz). When a frame's last
+    A frame is ``frame_us`` of stream time: sample n belongs to frame floor(n * 10⁶ / (rate_hz * frame_us)). When
+    a frame's last
     sample has been filtered, each active channel's mean power updates its envelope, and the delta modulator
     emits ON events while the envelope exceeds ref * ratio (ref *= ratio each) and OFF events while it is below
     ref / ratio, at the time of that last sample. Envelopes are clamped to ``floor_pow``, so silence never fires,
@@ -69,11 +71,12 @@ def frontend_block(
             acc[c] += y * y
         x2 = x1
         x1 = xi
-        # the frame closes at its last sample: the next sample starts a new millisecond
-        if ((n + 1) * 1000) // rate_hz != (n * 1000) // rate_hz:
+        # the frame closes at its last sample: the next sample starts a new frame
+        per = rate_hz * frame_us
+        if ((n + 1) * 1000000) // per != (n * 1000000) // per:
             frames += 1
-            k = (n * 1000) // rate_hz
-            first = (k * rate_hz + 999) // 1000  # first sample of frame k
+            k = (n * 1000000) // per
+            first = (k * per + 999999) // 1000000  # first sample of frame k
             length = n + 1 - first
             t = (n * 1000000) // rate_hz
             for c in range(n_ch):

@@ -21,10 +21,10 @@ def reference_frontend(x, rate, fe: AudioFrontEnd):
     """Slow, obviously-correct twin of sensors.audio_kernels.frontend_block over a whole signal."""
     fc = center_frequencies(fe.channels, fe.f_lo_hz, fe.f_hi_hz)
     b0, a1, a2, active = bandpass_coefs(fc, fe.q, rate)
-    beta = 1.0 - math.exp(-1000.0 / fe.tau_env_us)
+    beta = 1.0 - math.exp(-fe.frame_us / fe.tau_env_us)
     floor = 10.0 ** (fe.floor_db / 10.0)
     ratio = 10.0 ** (fe.delta_db / 10.0)
-    gamma = 1.0 - math.exp(-1000.0 / fe.noise_tau_us) if fe.noise_tau_us else 0.0
+    gamma = 1.0 - math.exp(-fe.frame_us / fe.noise_tau_us) if fe.noise_tau_us else 0.0
     margin = 10.0 ** (fe.noise_margin_db / 10.0)
     noise = [floor] * fe.channels
     events = []
@@ -44,7 +44,8 @@ def reference_frontend(x, rate, fe: AudioFrontEnd):
                 y2[c], y1[c] = y1[c], y
                 acc[c] += y * y
         x2, x1 = x1, xs
-        if (n + 1) * 1000 // rate != n * 1000 // rate:  # last sample of a millisecond
+        per = rate * fe.frame_us
+        if (n + 1) * 1_000_000 // per != n * 1_000_000 // per:  # last sample of a frame
             t = n * 1_000_000 // rate
             for c in range(fe.channels):
                 if not active[c]:
@@ -87,11 +88,14 @@ def _pcm(x, rate, n0=0):
     return pcm_packet(np.asarray(x, np.float32), n0, rate)
 
 
-@pytest.mark.parametrize("rate, noise_tau_us", [(8000, 0), (16000, 0), (44100, 0), (16000, 50_000), (22050, 20_000)])
-def test_kernel_matches_reference(rate, noise_tau_us):
+@pytest.mark.parametrize("rate, noise_tau_us, frame_us", [
+    (8000, 0, 1000), (16000, 0, 1000), (44100, 0, 1000), (16000, 50_000, 1000), (22050, 20_000, 1000),
+    (16000, 100_000, 10_000), (22050, 0, 10_000), (44100, 30_000, 2500),
+])
+def test_kernel_matches_reference(rate, noise_tau_us, frame_us):
     rng = np.random.default_rng(1)
     x = _speechlike(rng, rate, 0.3) + (rng.standard_normal(int(rate * 0.3)) * 0.02).astype(np.float32)
-    fe = AudioFrontEnd(channels=8, max_events_per_frame=3, noise_tau_us=noise_tau_us)
+    fe = AudioFrontEnd(channels=8, max_events_per_frame=3, noise_tau_us=noise_tau_us, frame_us=frame_us)
     fast, state = fe.run_array(x, rate)
     slow, env = reference_frontend(x, rate, fe)
     assert fast.size > 20
@@ -99,11 +103,11 @@ def test_kernel_matches_reference(rate, noise_tau_us):
     np.testing.assert_allclose(state.env, env, rtol=1e-12, atol=0)
 
 
-@given(st.lists(st.integers(1, 900), min_size=1, max_size=12))
-def test_block_invariance(sizes):
+@given(st.lists(st.integers(1, 900), min_size=1, max_size=12), st.sampled_from([1000, 10_000]))
+def test_block_invariance(sizes, frame_us):
     rate = 16000
     x = _speechlike(np.random.default_rng(2), rate, 0.25)
-    fe = AudioFrontEnd()
+    fe = AudioFrontEnd(frame_us=frame_us, noise_tau_us=50_000)
     whole, _ = fe.run_array(x, rate)
     packets, n0 = [], 0
     for s in sizes:
@@ -171,6 +175,8 @@ def test_channels_above_nyquist_are_off_and_cost_nothing():
     assert set(np.unique(ev["x"])) <= set(np.flatnonzero(active))
     assert state.frontend_macs == int(active.sum()) * (4 * 8000 + 2 * 1000)
     assert fe.dense_macs_per_bin(pcm_spec(8000)) == int(active.sum()) * (4 * 8 + 2)
+    slow = AudioFrontEnd(frame_us=10_000, noise_tau_us=100_000)
+    assert slow.run_array(x, 8000)[1].frontend_macs == int(active.sum()) * (4 * 8000 + 4 * 100)
 
 
 def test_event_times_lie_on_the_frames_last_samples_and_below_watermark():
@@ -182,6 +188,13 @@ def test_event_times_lie_on_the_frames_last_samples_and_below_watermark():
     allowed = set((frame_last * 1_000_000 // rate).tolist())
     assert ev.size and set(ev["t"].tolist()) <= allowed
     assert fe.out_spec(pcm_spec(rate)) == audio_spec(16)
+
+
+def test_ten_ms_frames_put_events_on_a_ten_ms_grid():
+    rate = 16000
+    x = _speechlike(np.random.default_rng(8), rate, 0.5)
+    ev, state = AudioFrontEnd(frame_us=10_000).run_array(x, rate)
+    assert ev.size and np.all(ev["t"] % 10_000 == 9_937) and state.frames == 50
 
 
 def test_late_start_keeps_the_stream_millisecond_grid():
