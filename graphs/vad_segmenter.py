@@ -1,7 +1,15 @@
-"""The VAD sink: readout spikes → speech score → speech segments with hangover, decided while the audio streams.
+"""The VAD sink: spikes → speech score → speech segments with hangover, decided while the audio streams.
 
-Score. Every spike of the readout population adds 1 to a trace ``y`` that decays exactly, ``y(t) = y(t0) ·
-exp(-(t - t0) / tau_us)`` (the trace the network was trained on); the speech score is ``1 - exp(-y / y_scale)``.
+Score. The sink keeps one potential ``y`` that decays exactly, ``y(t) = y(t0) · exp(-(t - t0) / tau_us)``, and
+that each incoming spike moves (the quantity the network was trained on). Two readouts:
+
+* spike trace (``readout_weights`` None): the input is a readout population's spikes; each adds 1 to ``y`` and
+  the score is ``1 - exp(-y / y_scale)``;
+* leaky-integrator readout neuron (``readout_weights`` given): the input is the last hidden layer's spikes; a
+  spike of neuron i adds ``readout_weights[i]`` (one synaptic op, counted) and the score is
+  ``sigmoid(y + bias)``. ``sigmoid(bias)`` must lie below ``off``: with no input the score relaxes towards it,
+  so silence always ends a segment.
+
 Nothing happens between spikes: no spikes, no work. The score track (``scores_path``) holds, per 10 ms frame k
 (stream time [k·10, (k+1)·10) ms), the score at the frame's end, written once the watermark has passed it.
 
@@ -57,7 +65,9 @@ class SegmenterState:
     wm_us: int = 0
     segments: list = field(default_factory=list)
     spikes: int = 0
+    synaptic_ops: int = 0
     finished: bool = False
+    weights: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -71,10 +81,19 @@ class SpeechSegmenter:
     hangover_us: int = 200_000
     onset_lead_us: int = 40_000
     scores_path: str | None = None
+    readout_weights: tuple | None = None  # leaky-integrator readout: one weight per input neuron
+    bias: float = 0.0
 
     def __post_init__(self):
         if not 0 < self.off <= self.on < 1:
             raise ValueError(f"SpeechSegmenter: need 0 < off ≤ on < 1, got off={self.off}, on={self.on}")
+        if self.readout_weights is not None:
+            object.__setattr__(self, "readout_weights", tuple(float(w) for w in self.readout_weights))
+            if not all(math.isfinite(w) for w in self.readout_weights) or not math.isfinite(self.bias):
+                raise ValueError("SpeechSegmenter: readout_weights and bias must be finite")
+            if 1.0 / (1.0 + math.exp(-self.bias)) >= self.off:
+                raise ValueError(f"SpeechSegmenter: sigmoid(bias={self.bias}) must lie below off={self.off}, or "
+                                 "silence would never end a segment")
         if not self.tau_us > 0 or not self.y_scale > 0:
             raise ValueError(f"SpeechSegmenter: tau_us and y_scale must be > 0, got {self.tau_us}, {self.y_scale}")
         if self.hangover_us < 0 or self.onset_lead_us < 0:
@@ -88,22 +107,41 @@ class SpeechSegmenter:
 
     def init(self, spec: StreamSpec) -> SegmenterState:
         self.out_spec(spec)
-        return SegmenterState(y_on=-self.y_scale * math.log(1 - self.on), y_off=-self.y_scale * math.log(1 - self.off))
+        if self.readout_weights is None:
+            return SegmenterState(y_on=-self.y_scale * math.log(1 - self.on),
+                                  y_off=-self.y_scale * math.log(1 - self.off))
+        n = int(np.prod(spec.shape))
+        if n != len(self.readout_weights):
+            raise ValueError(f"SpeechSegmenter: {len(self.readout_weights)} readout weights for a spike stream of "
+                             f"{n} neurons {spec.describe()}")
+        logit = lambda p: math.log(p / (1 - p)) - self.bias  # noqa: E731
+        return SegmenterState(y_on=logit(self.on), y_off=logit(self.off),
+                              weights=np.asarray(self.readout_weights, np.float64))
 
     def step(self, state: SegmenterState, packet: Packet) -> tuple[SegmenterState, list[Packet]]:
         out: list[tuple[int, int, float, int]] = []
         t = packet.events["t"]
         if t.shape[0]:
             first = np.flatnonzero(np.diff(t)) + 1  # events are sorted: runs of equal t are simultaneous
-            times = t[np.concatenate(([0], first))].tolist()
-            counts = np.diff(np.concatenate(([0], first, [t.shape[0]]))).tolist()
-            for ti, n in zip(times, counts):
+            bounds = np.concatenate(([0], first, [t.shape[0]]))
+            times = t[bounds[:-1]].tolist()
+            if state.weights is None:
+                gains = np.diff(bounds).astype(np.float64).tolist()
+            else:
+                addr = packet.events["addr"]
+                if addr.shape[0] and (addr.min() < 0 or addr.max() >= state.weights.shape[0]):
+                    raise ValueError(f"SpeechSegmenter: spike address outside 0..{state.weights.shape[0] - 1}")
+                gains = np.add.reduceat(state.weights[addr], bounds[:-1]).tolist()
+                state.synaptic_ops += int(t.shape[0])
+            for ti, gain, n in zip(times, gains, np.diff(bounds).tolist()):
                 self._advance(state, ti, out, inclusive=True)
-                state.y = state.y * math.exp(-(ti - state.t_y) / self.tau_us) + n
+                state.y = state.y * math.exp(-(ti - state.t_y) / self.tau_us) + gain
                 state.t_y = ti
                 state.spike_t.append(ti)
                 state.spike_y.append(state.y)
                 state.spikes += n
+                if state.open and state.y < state.y_off:  # an inhibitory spike pulled the score down now
+                    state.t_fall = min(state.t_fall, ti)
                 if state.y >= state.y_off and (state.open or state.y >= state.y_on):
                     state.t_fall = ti + int(math.ceil(self.tau_us * math.log(state.y / state.y_off)))
                     if not state.open:
@@ -136,22 +174,32 @@ class SpeechSegmenter:
             res["scores_path"] = str(self.scores_path)
         return res
 
+    def counters(self, state: SegmenterState) -> dict[str, int]:
+        return {"synaptic_ops": state.synaptic_ops}
+
     def scores(self, state: SegmenterState) -> np.ndarray:
         """Score per 10 ms frame whose end the watermark has passed (float32), from the spike history: the
         score at frame k's end (k+1)·10 ms is the trace after the last spike before it, decayed to that time."""
         n = state.wm_us // FRAME_US
         ends = (np.arange(n, dtype=np.int64) + 1) * FRAME_US
         if not state.spike_t:
-            return np.zeros(n, np.float32)
+            return self._scores_of(np.zeros(n)).astype(np.float32)
         st = np.asarray(state.spike_t, np.int64)
         sy = np.asarray(state.spike_y, np.float64)
         i = np.searchsorted(st, ends, side="left") - 1  # spikes at t < end
         y = np.where(i >= 0, sy[np.maximum(i, 0)] * np.exp(-(ends - st[np.maximum(i, 0)]) / self.tau_us), 0.0)
-        return (1.0 - np.exp(-y / self.y_scale)).astype(np.float32)
+        return self._scores_of(y).astype(np.float32)
 
     # ---- internals ------------------------------------------------------------------------------------------
     def _score(self, y: float) -> float:
-        return 1.0 - math.exp(-y / self.y_scale)
+        if self.readout_weights is None:
+            return 1.0 - math.exp(-y / self.y_scale)
+        return 1.0 / (1.0 + math.exp(-(y + self.bias)))
+
+    def _scores_of(self, y: np.ndarray) -> np.ndarray:
+        if self.readout_weights is None:
+            return 1.0 - np.exp(-y / self.y_scale)
+        return 1.0 / (1.0 + np.exp(-(y + self.bias)))
 
     def _advance(self, state: SegmenterState, t_now: int, out: list, *, inclusive: bool) -> None:
         """Bring the segment up to ``t_now``: a spike at ``t_now`` (inclusive) or a watermark."""

@@ -22,16 +22,23 @@ from sensors.audio import AudioFileSource
 from sensors.audio_frontend import AudioFrontEnd
 
 
-def _random_vad(tmp_path, seed=0, deep=False):
-    frontend = AudioFrontEnd(noise_tau_us=300_000)
-    if deep:  # two hidden layers, multi-spike and recurrent in both
+def _random_vad(tmp_path, seed=0, kind="plain"):
+    """A VAD network file with random weights: "plain" (recurrent hidden → spiking readout, 1 ms frames), "deep"
+    (two multi-spike recurrent hidden layers), "integrator" (10 ms frames, leaky-integrator readout in the sink)."""
+    frame_us = 10_000 if kind == "integrator" else 1000
+    frontend = AudioFrontEnd(noise_tau_us=300_000, frame_us=frame_us)
+    if kind == "deep":
         cfg = VadConfig(inputs=2 * frontend.channels, hidden=(24, 12), readout=3, tau_us=(20_000, 60_000, 10_000),
                         recurrent=(True, True, False), reset=("subtract", "subtract", "zero"))
+    elif kind == "integrator":
+        cfg = VadConfig(inputs=2 * frontend.channels, hidden=(24,), readout=1, tau_us=(30_000, 50_000),
+                        recurrent=(True, False), reset=("zero", "none"), bin_us=frame_us)
     else:
         cfg = VadConfig(inputs=2 * frontend.channels, hidden=(24,), readout=3)
     net = SnnVad(cfg, seed=seed, init_gain=1.5)
     with torch.no_grad():
         net.weights[-1].abs_()
+        net.bias.fill_(-3.0)
     path = tmp_path / "vad.json"
     save_network(path, net, frontend, {"note": "random weights for a test"})
     return path, net, frontend
@@ -41,37 +48,50 @@ def _events_of(shared_data, rel, seconds, frontend):
     x, rate = sf.read(str(shared_data / "audio" / rel), dtype="float32", always_2d=True)
     x = x.mean(axis=1)[: int(seconds * rate)]
     ev, _ = frontend.run_array(x, rate)
-    return ev, len(x) * 1000 // rate
+    return ev, len(x) * 1_000_000 // rate // frontend.frame_us
 
 
-@pytest.mark.parametrize("deep", [False, True])
-def test_training_kernel_mirror_and_engine_agree_spike_for_spike(shared_data, tmp_path, deep):
-    path, net, frontend = _random_vad(tmp_path, deep=deep)
+@pytest.mark.parametrize("kind", ["plain", "deep", "integrator"])
+def test_training_kernel_mirror_and_engine_agree_spike_for_spike(shared_data, tmp_path, kind):
+    path, net, frontend = _random_vad(tmp_path, kind=kind)
+    bin_us = net.cfg.bin_us
     ev, n_bins = _events_of(shared_data, "speech/jfk.wav", 3.0, frontend)
     c = frontend.channels
     counts = np.zeros((1, n_bins, 2 * c), np.float32)
-    np.add.at(counts[0], (ev["t"] // 1000, ev["p"].astype(np.int64) * c + ev["x"]), 1)
+    keep = ev["t"] // bin_us < n_bins
+    np.add.at(counts[0], (ev["t"][keep] // bin_us, ev["p"][keep].astype(np.int64) * c + ev["x"][keep]), 1)
 
-    y_kernel = net(torch.from_numpy(counts))[0].detach().numpy()[0]
+    y_kernel, out_kernel = net.output_spikes(counts)
+    assert np.allclose(y_kernel, net(torch.from_numpy(counts))[0].detach().numpy())
 
-    mirror = SNN(read_topology(path)).double()
+    topo = read_topology(path)
+    mirror = SNN(topo).double()
     with torch.no_grad():
         for name, (w, r) in zip(layer_names(net.cfg), net.layer_weights()):
-            mirror.layers[name].weight.copy_(torch.from_numpy(w))
-            if r is not None:
-                mirror.layers[name].recurrent_weight.copy_(torch.from_numpy(r))
-        readout_mirror = mirror(torch.from_numpy(counts).permute(1, 0, 2).double()).sum(-1)[:, 0].numpy()
+            if name in mirror.layers:
+                mirror.layers[name].weight.copy_(torch.from_numpy(w))
+                if r is not None:
+                    mirror.layers[name].recurrent_weight.copy_(torch.from_numpy(r))
+        out_mirror = mirror(torch.from_numpy(counts).permute(1, 0, 2).double())[:, 0].numpy()
 
     model = load_vad(path)
     spikes, _, _ = run_stage(model.network, model.frontend.out_spec(_pcm_spec(16000)),
-                             cut_at(ev, [], t_end_us=n_bins * 1000))
-    readout_engine = np.bincount(spikes["t"] // 1000, minlength=n_bins).astype(np.float64)
+                             cut_at(ev[keep], [], t_end_us=n_bins * bin_us))
+    out_engine = np.zeros_like(out_mirror)
+    np.add.at(out_engine, (spikes["t"] // bin_us, spikes["addr"]), 1)
 
-    a = net.cfg.trace_decay()
-    y_mirror = _trace(readout_mirror, a)
-    assert readout_engine.sum() > 20
-    np.testing.assert_array_equal(readout_mirror, readout_engine)
-    np.testing.assert_allclose(y_kernel, y_mirror, rtol=1e-9, atol=1e-9)
+    assert out_engine.sum() > 20
+    np.testing.assert_array_equal(out_mirror, out_engine)
+    np.testing.assert_array_equal(out_kernel[0], out_engine)
+    # the quantity the sink scores: the readout spikes' trace, or the integrator readout's potential
+    seg = model.segmenter
+    if kind == "integrator":
+        drive = out_engine @ np.asarray(seg["readout_weights"])
+        a = np.exp(-bin_us / seg["tau_us"])
+    else:
+        drive = out_engine.sum(1)
+        a = net.cfg.trace_decay()
+    np.testing.assert_allclose(y_kernel[0], _trace(drive, a), rtol=1e-9, atol=1e-9)
 
 
 def _trace(per_bin, a):
@@ -103,8 +123,9 @@ def test_graph_on_a_real_clip_trio_equals_reference_and_block_size_does_not_matt
         assert 0 <= s["start_us"] <= s["decided_us"] < s["end_us"] and s["label"] == "speech"
 
 
-def test_silence_costs_no_synaptic_op(tmp_path):
-    path, _, _ = _random_vad(tmp_path, seed=2)
+@pytest.mark.parametrize("kind", ["plain", "integrator"])
+def test_silence_costs_no_synaptic_op(tmp_path, kind):
+    path, _, _ = _random_vad(tmp_path, seed=2, kind=kind)
     wav = tmp_path / "silence.wav"
     sf.write(str(wav), np.zeros(16000 * 3, np.float32), 16000)
     report = run(build(AudioFileSource(wav), weights=path))

@@ -110,3 +110,41 @@ def test_bad_config_and_input():
 
     with pytest.raises(TypeError, match="readout's spike stream"):
         SpeechSegmenter().init(audio_spec(16))
+
+
+def test_integrator_readout_weights_spikes_and_counts_its_ops():
+    w = (1.5, -2.0, 0.5, 0.0)
+    seg = SpeechSegmenter(tau_us=50_000, on=0.5, off=0.3, hangover_us=100_000, onset_lead_us=0,
+                          readout_weights=w, bias=-2.0)
+    ev = _spikes([100_000, 100_000, 120_000, 140_000, 140_000, 600_000])
+    ev["addr"] = [0, 0, 2, 1, 1, 0]
+    _, state, _ = _run(seg, ev, 1_000_000)
+    # 3.0 at 100 ms → sigmoid(1.0) = 0.73 ≥ on: opens; two inhibitory spikes at 140 ms pull it below off at once,
+    # so it ends 100 ms (the hangover) later; one spike at 600 ms gives sigmoid(-0.5) < on: no new segment
+    segs = seg.result(state)["segments"]
+    assert segs == [{"start_us": 100_000, "end_us": 240_000, "decided_us": 100_000, "label": "speech"}]
+    assert seg.counters(state)["synaptic_ops"] == 6
+    s = seg.scores(state)
+    y12 = 3.0 * math.exp(-20_000 / 50_000) + 0.5
+    assert s[12] == pytest.approx(1 / (1 + math.exp(-(y12 * math.exp(-10_000 / 50_000) - 2.0))), rel=1e-6)
+    assert s[0] == pytest.approx(1 / (1 + math.exp(2.0)), rel=1e-6)  # silence: sigmoid(bias)
+
+
+@given(st.lists(st.integers(0, 300), max_size=15), st.integers(0, 2**31))
+def test_integrator_readout_packet_invariance(cuts, seed):
+    rng = np.random.default_rng(seed)
+    times = np.concatenate([rng.integers(a, a + 300_000, rng.integers(5, 60)) for a in (0, 500_000, 1_500_000)])
+    ev = _spikes(times)
+    ev["addr"] = rng.integers(0, 4, ev.size)
+    seg = SpeechSegmenter(hangover_us=50_000, readout_weights=(1.0, 0.8, -0.5, 0.3), bias=-1.5)
+    check_packet_invariance(seg, SPEC, ev, cuts)
+    whole = _run(seg, ev, int(ev["t"][-1]) + 1)[1]
+    pieces = run_stage(seg, SPEC, cut_at(ev, cuts))[1]
+    assert seg.result(whole)["segments"] == seg.result(pieces)["segments"]
+
+
+def test_integrator_readout_config_errors():
+    with pytest.raises(ValueError, match="sigmoid"):
+        SpeechSegmenter(readout_weights=(1.0,), bias=0.0, off=0.3)
+    with pytest.raises(ValueError, match="readout weights for a spike stream"):
+        SpeechSegmenter(readout_weights=(1.0, 2.0), bias=-3.0).init(SPEC)

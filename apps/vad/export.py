@@ -20,7 +20,10 @@ def vad_topology(cfg, frontend, info: dict | None = None, segmenter: dict | None
 
     layers = []
     sizes = cfg.sizes
-    for li, name in enumerate(layer_names(cfg)):
+    names = layer_names(cfg)
+    if cfg.integrator_readout:  # the sink runs the leaky-integrator readout; the engine ends at the hidden layer
+        names = names[:-1]
+    for li, name in enumerate(names):
         d = {"name": name, "type": "linear", "in_features": sizes[li], "out_features": sizes[li + 1],
              "neuron": {"model": "lif", "tau_us": float(cfg.tau_us[li]), "threshold": float(cfg.threshold),
                         "reset": cfg.reset[li], "refractory_us": 0}}
@@ -30,26 +33,39 @@ def vad_topology(cfg, frontend, info: dict | None = None, segmenter: dict | None
     return {
         "format": "clockless.snn", "version": 1, "name": "vad",
         "input": {"shape": [cfg.inputs]},  # cochlea events, address p · channels + x
-        "decay": "frame", "bin_us": int(cfg.bin_us), "labels": [f"speech{k}" for k in range(cfg.readout)],
+        "decay": "frame", "bin_us": int(cfg.bin_us),
+        "labels": [] if cfg.integrator_readout else [f"speech{k}" for k in range(cfg.readout)],
         "layers": layers,
         "meta": {
-            "vad": {"frontend": asdict(frontend),
-                    "segmenter": {"tau_us": float(cfg.tau_y_us), "y_scale": float(cfg.y_scale),
-                                  **DEFAULT_SEGMENTER, **(segmenter or {})}},
+            "vad": {"frontend": asdict(frontend), "segmenter": {**_readout_defaults(cfg), **(segmenter or {})}},
             "train": info or {},
         },
     }
 
 
+def _readout_defaults(cfg) -> dict:
+    if cfg.integrator_readout:
+        return {"tau_us": float(cfg.tau_us[-1]), **DEFAULT_SEGMENTER}
+    return {"tau_us": float(cfg.tau_y_us), "y_scale": float(cfg.y_scale), **DEFAULT_SEGMENTER}
+
+
 def save_network(path: Path, net, frontend, info: dict, segmenter: dict | None = None) -> tuple[Path, Path]:
-    """``net``: an ``apps.vad.model.SnnVad``; weights are written in the engine's (out, in) / [to, from]."""
+    """``net``: an ``apps.vad.model.SnnVad``; weights are written in the engine's (out, in) / [to, from]. An
+    integrator readout goes to the segmenter's settings (weights, bias, time constant), not to the engine."""
     from graphs.network import save_network as write
 
     from .model import layer_names
 
     arrays = {}
+    seg = dict(segmenter or {})
     for name, (w, r) in zip(layer_names(net.cfg), net.layer_weights()):
+        if name == "readout" and net.cfg.integrator_readout:
+            seg.setdefault("readout_weights", [float(v) for v in w.sum(axis=0)])
+            seg.setdefault("bias", float(net.bias.detach()))
+            continue
         arrays[f"{name}.weight"] = w
         if r is not None:
             arrays[f"{name}.recurrent_weight"] = r
-    return write(vad_topology(net.cfg, frontend, info, segmenter), Path(path), arrays)
+    if "readout_weights" in seg:
+        seg["readout_weights"] = [float(v) for v in seg["readout_weights"]]
+    return write(vad_topology(net.cfg, frontend, info, seg), Path(path), arrays)

@@ -27,7 +27,7 @@ class VadConfig:
     readout: int = 4
     tau_us: tuple = (30_000.0, 20_000.0)  # per layer, hidden layers then readout
     recurrent: tuple = (True, False)  # per layer
-    reset: tuple = ("zero", "zero")  # per layer: "zero" or "subtract" (multi-spike)
+    reset: tuple = ("zero", "zero")  # per layer: "zero", "subtract" (multi-spike); "none" = leaky-integrator readout
     threshold: float = 1.0
     tau_y_us: float = 40_000.0
     y_scale: float = 4.0
@@ -40,8 +40,14 @@ class VadConfig:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"VadConfig: field '{name}' needs one entry per layer ({n}), got {getattr(self, name)}")
         for r in self.reset:
-            if r not in ("zero", "subtract"):
-                raise ValueError(f"VadConfig: reset must be 'zero' or 'subtract', got {r!r}")
+            if r not in ("zero", "subtract", "none"):
+                raise ValueError(f"VadConfig: reset must be 'zero', 'subtract' or 'none', got {r!r}")
+        if "none" in self.reset[:-1] or (self.reset[-1] == "none" and self.recurrent[-1]):
+            raise ValueError("VadConfig: only the readout may be a leaky integrator ('none'), and not recurrent")
+
+    @property
+    def integrator_readout(self) -> bool:
+        return self.reset[-1] == "none"
 
     @property
     def sizes(self) -> list[int]:
@@ -83,7 +89,7 @@ def _layout(cfg: VadConfig):
             desc[li, L_REC], desc[li, L_R] = 1, w_off
             params.append((w_off, (n_out, n_out), True))
             w_off += n_out * n_out
-        desc[li, L_RESET] = 1 if cfg.reset[li] == "subtract" else 0
+        desc[li, L_RESET] = {"zero": 0, "subtract": 1, "none": 2}[cfg.reset[li]]
         fpar[li, F_A] = cfg.decays()[li]
         fpar[li, F_TH] = cfg.threshold
         v_off += n_out
@@ -138,11 +144,30 @@ class SnnVad(torch.nn.Module):
             scale = (0.3 / math.sqrt(n_in)) if is_rec else (2.0 / math.sqrt(n_in))
             ws.append(torch.nn.Parameter(torch.randn(n_in, n_out, generator=g, dtype=torch.float64) * scale * init_gain))
         self.weights = torch.nn.ParameterList(ws)
+        self.bias = torch.nn.Parameter(torch.tensor(-2.0, dtype=torch.float64))  # integrator readout only
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return SnnVadFunction.apply(x, self.cfg, *self.weights)
 
+    def output_spikes(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(y (B, T), spikes (B, T, N)) of the engine's last layer: the readout population, or with an
+        integrator readout the last hidden layer (whose spikes the sink weighs)."""
+        desc, fpar, params, n_w, n_v = _layout(self.cfg)
+        w = np.empty(n_w, np.float64)
+        for (off, shape, _), p in zip(params, self.weights):
+            w[off: off + shape[0] * shape[1]] = p.detach().numpy().ravel()
+        xn = np.ascontiguousarray(x, dtype=np.float32)
+        v = np.empty((*xn.shape[:2], n_v), np.float32)
+        s = np.empty_like(v)
+        y = np.empty(xn.shape[:2], np.float64)
+        snn_forward(xn, desc, fpar, w, self.cfg.trace_decay(), v, s, y)
+        li = len(self.cfg.sizes) - (3 if self.cfg.integrator_readout else 2)
+        off, n = int(desc[li, L_V]), int(desc[li, L_OUT])
+        return y, s[:, :, off: off + n]
+
     def score(self, y: torch.Tensor) -> torch.Tensor:
+        if self.cfg.integrator_readout:
+            return torch.sigmoid(y + self.bias)
         return score_from_trace(y, self.cfg.y_scale)
 
     def layer_weights(self) -> list[tuple[np.ndarray, np.ndarray | None]]:

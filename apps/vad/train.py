@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=4000, help="at most this many optimiser steps")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--clip-s", type=float, default=4.0, help="length of each training clip")
+    p.add_argument("--bin-ms", type=float, default=1.0, help="training time step (the front end's frame)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--hidden", type=int, nargs="+", default=[64], help="hidden layer sizes")
     p.add_argument("--readout", type=int, default=4, help="readout neurons (their spikes make the speech trace)")
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onset-weight", type=float, default=3.0, help="loss weight of speech just after an onset")
     p.add_argument("--noise-tau-ms", type=float, default=500.0, help="front end noise-floor time constant (0: off)")
     p.add_argument("--noise-margin-db", type=float, default=6.0, help="front end margin above the noise floor")
+    p.add_argument("--max-events-per-frame", type=int, default=16, help="front end cap per channel and frame")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--val-every", type=int, default=100)
@@ -77,15 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     say(f"speech: {len(pools.speech)} utterances ({sum(map(len, pools.speech)) / 16000 / 60:.1f} min, "
         f"{int(pools.speech_real.sum())} recorded), noise files: {len(pools.noise)} (held out: see data.py)")
 
-    frontend = AudioFrontEnd(noise_tau_us=int(args.noise_tau_ms * 1000), noise_margin_db=args.noise_margin_db)
+    # one front-end frame per training bin: all events of a bin share its timestamp, so the event-driven engine
+    # computes exactly what training did
+    frontend = AudioFrontEnd(noise_tau_us=int(args.noise_tau_ms * 1000), noise_margin_db=args.noise_margin_db,
+                             frame_us=int(args.bin_ms * 1000), max_events_per_frame=args.max_events_per_frame)
     cfg = VadConfig(inputs=2 * frontend.channels, hidden=tuple(args.hidden), readout=args.readout,
                     tau_us=tuple(t * 1000 for t in args.tau_ms), recurrent=tuple(bool(r) for r in args.recurrent),
                     reset=tuple(args.reset), tau_y_us=args.tau_trace_ms * 1000,
-                    y_scale=args.y_scale if args.y_scale is not None else float(args.readout), slope=args.slope)
+                    y_scale=args.y_scale if args.y_scale is not None else float(args.readout), slope=args.slope,
+                    bin_us=int(args.bin_ms * 1000))
     net = SnnVad(cfg, seed=args.seed, init_gain=args.init_gain)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed + 1)
-    val = [_clip(np.random.default_rng(10_000 + i), pools, frontend, args.clip_s * 2) for i in range(24)]
+    bin_us = int(args.bin_ms * 1000)
+    val = [_clip(np.random.default_rng(10_000 + i), pools, frontend, args.clip_s * 2, bin_us) for i in range(24)]
     val_x = torch.from_numpy(np.stack([v[0] for v in val]))
     val_y = np.stack([v[1] for v in val])
     best = (-1.0, None, 0)
@@ -96,16 +103,19 @@ def main(argv: list[str] | None = None) -> int:
         frac = min(1.0, (time.perf_counter() - t_start) / budget_s)
         for g in opt.param_groups:
             g["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))
-        batch = [_clip(rng, pools, frontend, args.clip_s) for _ in range(args.batch)]
+        batch = [_clip(rng, pools, frontend, args.clip_s, bin_us) for _ in range(args.batch)]
         x = torch.from_numpy(np.stack([b[0] for b in batch]))
         lab = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.float64))
         y, rate = net(x)
-        loss = _loss(net.score(y), lab, args.onset_weight) + args.rate_penalty * rate
+        if cfg.integrator_readout:
+            loss = _loss_logits(y + net.bias, lab, args.onset_weight, 150_000 // bin_us) + args.rate_penalty * rate
+        else:
+            loss = _loss(net.score(y), lab, args.onset_weight, 150_000 // bin_us) + args.rate_penalty * rate
         loss_value = loss.detach()
         opt.zero_grad()
         loss.backward()
         step += 1
-        grads_ok = all(bool(torch.isfinite(p.grad).all()) for p in net.parameters())
+        grads_ok = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in net.parameters())
         if not (bool(torch.isfinite(loss.detach())) and grads_ok):
             say(f"step {step}: non-finite loss or gradient, batch skipped")
             continue
@@ -114,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         if step % args.val_every == 0:
             with torch.no_grad():
                 vy, vrate = net(val_x)
-            m = _val_metrics(net.score(vy).numpy(), val_y)
+            m = _val_metrics(net.score(vy).detach().numpy(), val_y, bin_us)
             history.append({"step": step, "t_s": round(time.perf_counter() - t_start, 1), **m,
                             "hidden_rate_hz": float(vrate) * 1000})
             say(f"step {step:5d} {time.perf_counter() - t_start:6.0f}s loss {float(loss_value):.3f} val BA "
@@ -124,9 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     if best[1] is not None:
         net.load_state_dict(best[1])
     train_s = time.perf_counter() - t_start
-    with torch.no_grad():
-        vy, _ = net(val_x)
-    segmenter, seg_metrics = tune_segmenter(vy.numpy(), val_y, cfg)
+    segmenter, seg_metrics = tune_segmenter(net, val_x.numpy(), val_y)
     say(f"segmenter on validation mixtures: {segmenter} → {seg_metrics}")
     info = {"steps": step, "best_step": best[2], "best_val_balanced_accuracy": best[0], "train_s": round(train_s, 1),
             "seed": args.seed, "batch": args.batch, "clip_s": args.clip_s, "synth_utterances": args.synth,
@@ -136,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _clip(rng: np.random.Generator, pools, frontend, duration_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """One training clip as front-end event counts per 1 ms bin (T, 2C) and per-ms labels (T,)."""
+def _clip(rng: np.random.Generator, pools, frontend, duration_s: float, bin_us: int = 1000
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """One training clip as front-end event counts per bin (T, 2C) and labels per bin (T,) (at the bin's centre)."""
     from .data import make_mixture, resample
 
     x, lab = make_mixture(rng, pools, duration_s)
@@ -145,34 +154,50 @@ def _clip(rng: np.random.Generator, pools, frontend, duration_s: float) -> tuple
     if rng.random() < 0.15:  # telephone-band audio: the front end switches its upper channels off
         x, rate = resample(x, rate, 8000), 8000
     events, _ = frontend.run_array(x, rate)
-    n_t = lab.shape[0]
+    per = bin_us // 1000
+    n_t = lab.shape[0] // per
+    lab = lab[per // 2:: per][:n_t]
     c = frontend.channels
     counts = np.zeros((n_t, 2 * c), np.float32)
-    keep = events["t"] // 1000 < n_t
-    np.add.at(counts, (events["t"][keep] // 1000, events["p"][keep].astype(np.int64) * c + events["x"][keep]), 1)
+    keep = events["t"] // bin_us < n_t
+    np.add.at(counts, (events["t"][keep] // bin_us, events["p"][keep].astype(np.int64) * c + events["x"][keep]), 1)
     return counts, lab
 
 
-def _loss(score, lab, onset_weight: float = 1.0, onset_ms: int = 150):
-    """Class-balanced cross-entropy per millisecond; speech in the first ``onset_ms`` after an onset weighs
-    ``onset_weight`` times more (answering fast matters more than holding on)."""
+def _weights(lab, onset_weight: float, onset_bins: int = 150):
     import torch
 
     ws = 0.5 / lab.mean().clamp(min=0.05)
     wn = 0.5 / (1 - lab).mean().clamp(min=0.05)
     w = lab * ws + (1 - lab) * wn
     if onset_weight != 1.0:
-        rise = torch.clamp(lab[:, 1:] - lab[:, :-1], min=0)  # 1 at each onset
-        rise = torch.nn.functional.pad(rise, (1, 0))
-        near = torch.nn.functional.max_pool1d(rise[:, None], onset_ms, stride=1, padding=0)
-        near = torch.nn.functional.pad(near[:, 0], (onset_ms - 1, 0))[:, : lab.shape[1]]
+        rise = torch.nn.functional.pad(torch.clamp(lab[:, 1:] - lab[:, :-1], min=0), (1, 0))  # 1 at each onset
+        near = torch.nn.functional.max_pool1d(rise[:, None], onset_bins, stride=1, padding=0)
+        near = torch.nn.functional.pad(near[:, 0], (onset_bins - 1, 0))[:, : lab.shape[1]]
         w = w * (1 + (onset_weight - 1) * near * lab)
+    return w
+
+
+def _loss_logits(z, lab, onset_weight: float = 1.0, onset_bins: int = 150):
+    """Class-balanced, onset-weighted cross-entropy per bin on the readout's logit."""
+    import torch
+
+    return torch.nn.functional.binary_cross_entropy_with_logits(z, lab, weight=_weights(lab, onset_weight, onset_bins))
+
+
+def _loss(score, lab, onset_weight: float = 1.0, onset_bins: int = 150):
+    """Class-balanced cross-entropy per bin on the spike-trace score; speech in the first ``onset_bins`` after an
+    onset weighs ``onset_weight`` times more (answering fast matters more than holding on)."""
+    import torch
+
+    w = _weights(lab, onset_weight, onset_bins)
     return -(w * (lab * torch.log(score + 0.02) + (1 - lab) * torch.log(1 - score + 1e-6))).mean()
 
 
-def tune_segmenter(y: np.ndarray, lab_ms: np.ndarray, cfg) -> tuple[dict, dict]:
+def tune_segmenter(net, val_x: np.ndarray, lab: np.ndarray) -> tuple[dict, dict]:
     """Pick the segmenter's thresholds and hangover on validation mixtures (never the labelled clips), running the
-    real sink on the readout spikes, and calibrate ``onset_lead_us`` as the median commit delay after an onset."""
+    real sink on the spikes the engine would emit, and calibrate ``onset_lead_us`` as the median commit delay
+    after an onset. ``lab``: labels per training bin."""
     from graphs.vad_segmenter import SpeechSegmenter
     from runtime.events import SPIKE_EVENT
     from runtime.spec import spike_spec
@@ -180,17 +205,26 @@ def tune_segmenter(y: np.ndarray, lab_ms: np.ndarray, cfg) -> tuple[dict, dict]:
 
     from .metrics import frame_metrics, frames_from_segments
 
-    ay = cfg.trace_decay()
+    cfg = net.cfg
+    _, spikes = net.output_spikes(val_x)
     streams = []
-    for yb in y:
-        counts = np.rint(yb - ay * np.concatenate([[0.0], yb[:-1]])).astype(np.int64)
-        t = np.repeat(np.arange(counts.size, dtype=np.int64) * cfg.bin_us + cfg.bin_us - 63, np.maximum(counts, 0))
-        ev = np.zeros(t.size, SPIKE_EVENT)
-        ev["t"] = t
-        streams.append((ev, counts.size * cfg.bin_us))
-    n_frames = lab_ms.shape[1] // 10
-    labels = lab_ms[:, 5::10][:, :n_frames].astype(bool)
-    spec = spike_spec((cfg.readout,))
+    for sb in spikes:
+        b_idx, a_idx = np.nonzero(sb)
+        reps = sb[b_idx, a_idx].astype(np.int64)
+        ev = np.zeros(int(reps.sum()), SPIKE_EVENT)
+        ev["t"] = np.repeat(b_idx.astype(np.int64) * cfg.bin_us + cfg.bin_us - 63, reps)  # front-end event times
+        ev["addr"] = np.repeat(a_idx, reps)
+        streams.append((ev, sb.shape[0] * cfg.bin_us))
+    per = max(1, 10_000 // cfg.bin_us)
+    n_frames = lab.shape[1] // per
+    labels = lab[:, per // 2:: per][:, :n_frames].astype(bool)
+    spec = spike_spec((spikes.shape[2],))
+    readout = {}
+    if cfg.integrator_readout:
+        readout = {"readout_weights": tuple(net.weights[-1].detach().numpy().sum(axis=1).tolist()),
+                   "bias": float(net.bias.detach()), "tau_us": float(cfg.tau_us[-1])}
+    else:
+        readout = {"tau_us": float(cfg.tau_y_us), "y_scale": float(cfg.y_scale)}
 
     def segments_of(seg):
         return [seg.result(run_stage(seg, spec, cut_at(ev, [], t_end_us=t_end))[1])["segments"] for ev, t_end in streams]
@@ -201,8 +235,9 @@ def tune_segmenter(y: np.ndarray, lab_ms: np.ndarray, cfg) -> tuple[dict, dict]:
             if off > on:
                 continue
             for hang_ms in (100, 200, 300, 400):
-                seg = SpeechSegmenter(tau_us=cfg.tau_y_us, y_scale=cfg.y_scale, on=on, off=off,
-                                      hangover_us=hang_ms * 1000, onset_lead_us=0)
+                if cfg.integrator_readout and 1 / (1 + np.exp(-readout["bias"])) >= off:
+                    continue
+                seg = SpeechSegmenter(on=on, off=off, hangover_us=hang_ms * 1000, onset_lead_us=0, **readout)
                 segs = segments_of(seg)
                 dec = np.concatenate([frames_from_segments(sg, n_frames) for sg in segs])
                 m = frame_metrics(labels.ravel(), dec)
@@ -213,6 +248,7 @@ def tune_segmenter(y: np.ndarray, lab_ms: np.ndarray, cfg) -> tuple[dict, dict]:
     top = max(c[0] for c in candidates)
     _, _, params, m, delays = min((c for c in candidates if c[0] >= top - 0.005), key=lambda c: (c[1], -c[0]))
     params["onset_lead_us"] = int(np.clip(np.median(delays), 0, 100_000)) if delays else 40_000
+    params.update(readout)
     return params, {k: round(float(m[k]), 4) for k in ("balanced_accuracy", "f1", "precision", "recall")} | {
         "onset_delay_median_ms": round(float(np.median(delays)) / 1000, 1) if delays else None}
 
@@ -230,11 +266,12 @@ def _onset_delays(labels: np.ndarray, segs: list) -> list[float]:
     return delays
 
 
-def _val_metrics(score: np.ndarray, lab: np.ndarray) -> dict:
+def _val_metrics(score: np.ndarray, lab: np.ndarray, bin_us: int = 1000) -> dict:
     from .metrics import frame_metrics
 
-    s = score[:, 9::10].ravel()
-    lab10 = lab[:, 5::10].ravel()
+    per = max(1, 10_000 // bin_us)  # bins per 10 ms frame: the frame's score is at its last bin
+    s = score[:, per - 1:: per].ravel()
+    lab10 = lab[:, per // 2:: per][:, : score.shape[1] // per].ravel()
     m = frame_metrics(lab10, s >= 0.5, s)
     return {k: round(float(m[k]), 4) for k in ("balanced_accuracy", "f1", "roc_auc")}
 

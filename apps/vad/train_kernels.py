@@ -7,7 +7,9 @@ timestamp, as the front end's do, and recurrent spikes come back one bin later).
     v = a_l · v + in_l(t) · W_l + [s_l(t-1) · R_l]      LIF; in_0 = the input counts, in_l = s_(l-1)(t)
     reset "zero":      s = [v ≥ th_l];               v = 0 where s
     reset "subtract":  s = floor(v / th_l) if v ≥ th_l else 0;  v -= s · th_l
-    y = ay · y + Σ_k s_last,k(t)                         the speech trace (score = 1 - exp(-y / y_scale))
+    reset "none":      a leaky integrator without spikes (only as the last layer: the readout the sink runs)
+    y = ay · y + Σ_k s_last,k(t)   with a spiking last layer: the trace of its spikes
+    y = Σ_k v_last,k(t)            with a leaky-integrator last layer: its potential (the score's logit)
 
 Backward: ds/dv is the fast-sigmoid surrogate 1 / (1 + slope·|v - th|)²; the reset is treated as a constant, so
 dv_after/dv_before = 1 - s for reset to zero (the path to the next bin is cut where the neuron fired) and 1 for
@@ -30,6 +32,8 @@ F_A, F_TH = range(2)
 
 @njit(cache=True, nogil=True)
 def _spike(v, th, subtract):
+    if subtract == 2:
+        return 0.0
     if v < th:
         return 0.0
     if subtract:
@@ -59,7 +63,7 @@ def snn_forward(x, desc, fpar, w, ay, v_out, s_out, y_out):
                 vo = desc[li, L_V]
                 a = fpar[li, F_A]
                 th = fpar[li, F_TH]
-                sub = desc[li, L_RESET] == 1
+                mode = desc[li, L_RESET]
                 for h in range(n_out):
                     cur[vo + h] = a * v[vo + h]
                 for i in range(n_in):
@@ -84,17 +88,20 @@ def snn_forward(x, desc, fpar, w, ay, v_out, s_out, y_out):
                 for h in range(n_out):
                     vv = cur[vo + h]
                     v_out[b, t, vo + h] = vv
-                    s = _spike(vv, th, sub)
+                    s = _spike(vv, th, mode)
                     s_out[b, t, vo + h] = s
                     if s == 0.0:
                         v[vo + h] = vv
-                    elif sub:
+                    elif mode == 1:
                         v[vo + h] = vv - s * th
                     else:
                         v[vo + h] = 0.0
                     if li == n_l - 1:
-                        tot += s
-            y = ay * y + tot
+                        tot += vv if mode == 2 else s
+            if desc[n_l - 1, L_RESET] == 2:
+                y = tot
+            else:
+                y = ay * y + tot
             y_out[b, t] = y
     return ops
 
@@ -108,17 +115,18 @@ def snn_backward(x, desc, fpar, w, ay, slope, v_out, s_out, gy, g_rate, gw):
     n_all = v_out.shape[2]
     gv = np.zeros(n_all)
     gv_next = np.zeros(n_all)
+    li_readout = desc[n_l - 1, L_RESET] == 2
     for b in range(n_b):
         gv_next[:] = 0.0
         gacc = 0.0
         for t in range(n_t - 1, -1, -1):
-            gacc = gy[b, t] + ay * gacc
+            gacc = gy[b, t] if li_readout else gy[b, t] + ay * gacc
             for li in range(n_l - 1, -1, -1):
                 n_out = desc[li, L_OUT]
                 vo = desc[li, L_V]
                 th = fpar[li, F_TH]
                 a = fpar[li, F_A]
-                sub = desc[li, L_RESET] == 1
+                mode = desc[li, L_RESET]
                 for h in range(n_out):
                     if li == n_l - 1:
                         g = gacc
@@ -135,8 +143,11 @@ def snn_backward(x, desc, fpar, w, ay, slope, v_out, s_out, gy, g_rate, gw):
                         for j in range(n_out):
                             g += gv_next[vo + j] * w[base + j]
                     vv = v_out[b, t, vo + h]
+                    if mode == 2:  # leaky integrator: the potential itself is the output
+                        gv[vo + h] = g + a * gv_next[vo + h]
+                        continue
                     u = 1.0 + slope * abs(vv - th)
-                    keep = 1.0 if sub else 1.0 - s_out[b, t, vo + h]
+                    keep = 1.0 if mode == 1 else 1.0 - s_out[b, t, vo + h]
                     gv[vo + h] = g / (u * u) + a * keep * gv_next[vo + h]
             for li in range(n_l):
                 n_in = desc[li, L_IN]
