@@ -6,7 +6,11 @@ network input (event density evened out across sensors) → attention gates → 
     ev  = g.stage("orient", ToImageOrientation(), ev)     # jAER DVS128: 180° turn (from the spec's flags)
     ev  = g.stage("crop", SquareCrop(32), ev)             # centred square, a multiple of 32 px
     ev  = g.stage("bin", BinToInput(32), ev)              # f × f IAF pooling → 32 × 32, density scaled by 1/f²
-    spk = g.stage("snn", net.network(gates=True), ev)     # spatial + temporal gates, 3 conv, recurrent, output
+    ev  = g.stage("spatial_gate", SpatialGate(...), ev)  # attention: drop events of quiet tiles
+    ev  = g.stage("temporal_gate", TemporalGate(...), ev)  # attention: drop quiet 10 ms windows
+    l1  = g.stage("line1", DelayLine(1, 3), g.stage("delay1", Delay(120_000), ev))   # delay lines: the input
+    l2  = g.stage("line2", DelayLine(2, 3), g.stage("delay2", Delay(240_000), ev))   # again, 120/240 ms later
+    spk = g.stage("snn", net.network(), line0, l1, l2)    # 3 conv, recurrent, output (LIF)
     g.sink("decide", GestureDecision(labels, config), spk)
 
 The front-end stages adapt to the sensor when the source opens (its spec gives size and orientation): a stage
@@ -28,7 +32,8 @@ from runtime.engine.network import Network
 from runtime.errors import FormatError, GraphError
 from runtime.graph import Graph
 from runtime.packet import Packet, concat_events
-from runtime.spec import StreamSpec
+from runtime.spec import StreamSpec, spike_spec
+from runtime.stages import Delay
 from sensors.filters import RegionOfInterest, ToImageOrientation
 
 from .gesture_decision import DecisionConfig, GestureDecision
@@ -37,7 +42,7 @@ from .network import load_network, read_topology
 __all__ = [
     "LABELS", "GESTURES", "INPUT_PX", "BIN_PIXELS", "WEIGHTS_PATH", "front_end", "bin_factor", "SquareCrop",
     "BinToInput", "apply_stages", "default_gates",
-    "topology", "load_network_file", "GestureNet", "build", "build_default", "sweep_events",
+    "topology", "load_network_file", "GestureNet", "build", "add_core", "DelayLine", "build_default", "sweep_events",
 ]
 
 GESTURES = ("swipe_left", "swipe_right", "swipe_up", "swipe_down", "circle_cw", "circle_ccw", "zoom_in", "zoom_out")
@@ -180,10 +185,11 @@ def default_gates(config: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
 # -- network file ------------------------------------------------------------------------------------------------------
 
 def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] = (8, 16, 32), hidden: int = 128,
-             gates: Sequence[Any] | None = None, meta: Mapping[str, Any] | None = None) -> dict:
-    """The gesture network's topology in the ``graphs.network`` file format: three stride-2 convolutions
-    (5×5, 3×3, 3×3) of LIF neurons, a recurrent LIF layer (feedback one training bin later) and one LIF output
-    neuron per label; threshold 1, reset by subtraction, one time constant per layer."""
+             conv3_stride: int = 2, delays_us: Sequence[int] = (0,), gates: Sequence[Any] | None = None,
+             meta: Mapping[str, Any] | None = None) -> dict:
+    """The gesture network's topology in the ``graphs.network`` file format: three convolutions (5×5 stride 2,
+    3×3 stride 2, 3×3 stride ``conv3_stride``) of LIF neurons, a recurrent LIF layer (feedback one training bin
+    later) and one LIF output neuron per label; threshold 1, reset by subtraction, one time constant per layer."""
     taus = [float(t) for t in taus_us]
     if len(taus) != 5:
         raise ValueError(f"gesture topology: expected 5 time constants (one per layer), got {len(taus)}")
@@ -192,17 +198,19 @@ def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] =
     def lif(i: int) -> dict:
         return {"model": "lif", "tau_us": taus[i], "threshold": 1.0, "reset": "subtract"}
 
-    flat = c3 * (INPUT_PX // 8) ** 2
+    flat = c3 * (INPUT_PX // (4 * int(conv3_stride))) ** 2
+    n_in = 2 * len(delays_us)
     return {
-        "format": "clockless.snn", "version": 1, "name": "gesture", "input": {"shape": [2, INPUT_PX, INPUT_PX]},
+        "format": "clockless.snn", "version": 1, "name": "gesture", "input": {"shape": [n_in, INPUT_PX, INPUT_PX]},
         "bin_us": int(bin_us), "labels": list(LABELS),
         "input_gates": [_gate_dict(g) for g in (gates if gates is not None else default_gates())],
         "layers": [
-            {"name": "conv1", "type": "conv2d", "in_channels": 2, "out_channels": c1, "kernel_size": 5, "stride": 2,
+            {"name": "conv1", "type": "conv2d", "in_channels": n_in, "out_channels": c1, "kernel_size": 5, "stride": 2,
              "padding": 2, "neuron": lif(0)},
             {"name": "conv2", "type": "conv2d", "in_channels": c1, "out_channels": c2, "kernel_size": 3, "stride": 2,
              "padding": 1, "neuron": lif(1)},
-            {"name": "conv3", "type": "conv2d", "in_channels": c2, "out_channels": c3, "kernel_size": 3, "stride": 2,
+            {"name": "conv3", "type": "conv2d", "in_channels": c2, "out_channels": c3, "kernel_size": 3,
+             "stride": int(conv3_stride),
              "padding": 1, "neuron": lif(2)},
             {"name": "flatten", "type": "flatten"},
             {"name": "hidden", "type": "linear", "in_features": flat, "out_features": int(hidden), "recurrent": True,
@@ -210,7 +218,7 @@ def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] =
             {"name": "out", "type": "linear", "in_features": int(hidden), "out_features": len(LABELS),
              "neuron": lif(4)},
         ],
-        "meta": dict(meta or {}),
+        "meta": {"delays_us": [int(d) for d in delays_us], **dict(meta or {})},
     }
 
 
@@ -225,10 +233,10 @@ def _gate_dict(g: Any) -> dict:
 
 
 class GestureNet:
-    """A loaded gesture network file: the engine ``Network`` (gates as saved), labels, decision settings."""
+    """A loaded gesture network file: the engine ``Network``, its input gates and delay lines, labels, decision
+    settings."""
 
     def __init__(self, net: Network, meta: Mapping[str, Any], source: str = "<memory>"):
-        self.net = net
         self.meta = dict(meta)
         self.source = source
         self.labels = tuple(net.labels) if net.labels else LABELS
@@ -236,13 +244,18 @@ class GestureNet:
             raise FormatError(source, f"field 'labels': expected {list(LABELS)}, got {list(self.labels)}")
         self.bin_us = int(net.meta.get("bin_us", 1000))
         self.decision = dict(self.meta.get("decision", {}))
+        self.delays_us = tuple(int(d) for d in self.meta.get("delays_us", [0]))
+        if not self.delays_us or self.delays_us[0] != 0 or any(d < 0 for d in self.delays_us):
+            raise FormatError(source, f"field 'meta.delays_us': expected [0, d1, d2, ...] µs, got {self.delays_us}")
+        want = (2 * len(self.delays_us), INPUT_PX, INPUT_PX)
+        if tuple(net.input_shape) != want:
+            raise FormatError(source, f"field 'input.shape': {len(self.delays_us)} delay lines need {list(want)}, "
+                                      f"got {list(net.input_shape)}")
+        self.gates = tuple(net.input_gates)
+        self.net = replace(net, input_gates=())  # the gates run as stages, before the delay lines
 
-    @property
-    def gates(self) -> tuple:
-        return self.net.input_gates
-
-    def network(self, gates: bool = True, name: str = "snn") -> Network:
-        return replace(self.net, name=name, input_gates=self.net.input_gates if gates else ())
+    def network(self, name: str = "snn") -> Network:
+        return replace(self.net, name=name)
 
 
 def load_network_file(path: str | Path | None = None) -> GestureNet:
@@ -262,14 +275,65 @@ def build(source: Any, weights: str | Path | GestureNet | None = None, gates: bo
     ``weights``: a network file path or a loaded ``GestureNet`` (default: the shipped weights). ``gates``: the
     attention gates on or off. ``decision``: overrides of the decision settings (e.g. ``{"p_on": 0.8}``)."""
     net = weights if isinstance(weights, GestureNet) else load_network_file(weights)
-    dcfg = DecisionConfig(**{**net.decision, **dict(decision or {})})
     g = Graph(name)
     ev = g.source("input", source)
     for stage_name, stage in front_end():
         ev = g.stage(stage_name, stage, ev)
-    spk = g.stage("snn", net.network(gates=gates), ev)
-    g.sink("decide", GestureDecision(net.labels, dcfg), spk)
+    add_core(g, ev, net, gates=gates, decision=decision)
     return g
+
+
+def add_core(g: Graph, ev: str, net: GestureNet, *, gates: bool = True,
+             decision: Mapping[str, Any] | None = None) -> str:
+    """Add gates → delay lines → network → decision sink behind node ``ev`` (a (2, 32, 32) spike stream).
+
+    Delay line k re-sends every input spike ``delays_us[k]`` later as channels 2k, 2k+1 of the network input, so
+    the first layer sees where the hand is now and where it was then (motion), like a synaptic delay line."""
+    if gates:
+        fan = _first_layer_fanout(net) * len(net.delays_us)
+        for g_ in net.gates:
+            ev = g.stage(f"{g_.kind}_gate", replace(g_, fanout_ops=fan), ev)
+    lines = []
+    for k, d in enumerate(net.delays_us):
+        line = ev
+        if d:
+            line = g.stage(f"delay{k}", Delay(d), line)
+        lines.append(g.stage(f"line{k}", DelayLine(k, len(net.delays_us)), line) if len(net.delays_us) > 1 else line)
+    spk = g.stage("snn", net.network(), *lines)
+    dcfg = DecisionConfig(**{**net.decision, **dict(decision or {})})
+    return g.sink("decide", GestureDecision(net.labels, dcfg), spk)
+
+
+def _first_layer_fanout(net: GestureNet) -> int:
+    """Synaptic ops one input spike costs in the first layer, away from the borders."""
+    layer = net.net.layers[0]
+    o, _, kh, kw = layer.weight.shape
+    return int(o * -(-kh // layer.stride[0]) * -(-kw // layer.stride[1]))
+
+
+@dataclass(frozen=True)
+class DelayLine:
+    """Re-address a (2, H, W) spike stream as channels ``2k, 2k+1`` of a (2n, H, W) stream (line k of n)."""
+
+    k: int
+    n: int
+
+    def out_spec(self, spec: StreamSpec) -> StreamSpec:
+        if spec.kind != "spike" or len(spec.shape) != 3 or spec.shape[0] != 2:
+            raise GraphError(f"DelayLine: expects a (2, H, W) spike stream, got {spec.describe()}")
+        return spike_spec((2 * self.n, spec.shape[1], spec.shape[2]))
+
+    def init(self, spec: StreamSpec) -> int:
+        self.out_spec(spec)
+        return int(np.prod(spec.shape))
+
+    def step(self, state: int, packet: Packet) -> tuple[int, list[Packet]]:
+        ev = np.array(packet.events)
+        ev["addr"] += self.k * state
+        return state, [packet.derive(ev)]
+
+    def finish(self, state: int) -> list[Packet]:
+        return []
 
 
 def build_default() -> Graph:

@@ -12,9 +12,10 @@ from graphs.network import save_network
 
 def test_bench_runs_and_reports_every_figure(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    topo = topology([60e3, 80e3, 100e3, 200e3, 200e3], bin_us=20_000, meta={"decision": {"p_on": 0.5, "p_off": 0.3}})
+    topo = topology([60e3, 80e3, 100e3, 200e3, 200e3], bin_us=20_000, delays_us=(0, 100_000),
+                    meta={"decision": {"p_on": 0.5, "p_off": 0.3}})
     arrays = {
-        "conv1.weight": rng.normal(0, 0.4, (8, 2, 5, 5)), "conv2.weight": rng.normal(0, 0.3, (16, 8, 3, 3)),
+        "conv1.weight": rng.normal(0, 0.4, (8, 4, 5, 5)), "conv2.weight": rng.normal(0, 0.3, (16, 8, 3, 3)),
         "conv3.weight": rng.normal(0, 0.3, (32, 16, 3, 3)), "hidden.weight": rng.normal(0, 0.15, (128, 512)),
         "hidden.recurrent_weight": rng.normal(0, 0.05, (128, 128)), "out.weight": rng.normal(0.05, 0.3, (9, 128)),
     }

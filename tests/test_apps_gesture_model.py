@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from apps.gesture.model import GestureSNN, ModelConfig, _LIFScan, spike_fn, to_arrays
+from apps.gesture.model import GestureSNN, ModelConfig, _LIFScan, delay_lines, spike_fn, to_arrays
 from apps.training.torch_snn import SNN
 from graphs.gesture import INPUT_PX, topology
 from graphs.network import network_from_topology
@@ -16,7 +16,7 @@ from runtime.events import SPIKE_EVENT
 from runtime.spec import spike_spec
 from runtime.testing import cut_at, run_stage
 
-CFG = ModelConfig(c1=4, c2=8, c3=8, hidden=16, bin_us=10_000)
+CFG = ModelConfig(c1=4, c2=8, c3=8, hidden=16, bin_us=10_000, delays_bins=(0, 3))
 T = 30
 
 
@@ -52,7 +52,21 @@ def _dense(ev):
 def _topology(m):
     arrays = to_arrays(m)
     taus = arrays.pop("tau_us")
-    return topology(taus, bin_us=CFG.bin_us, channels=(CFG.c1, CFG.c2, CFG.c3), hidden=CFG.hidden, gates=()), arrays
+    delays = [d * CFG.bin_us for d in CFG.delays_bins]
+    return topology(taus, bin_us=CFG.bin_us, channels=(CFG.c1, CFG.c2, CFG.c3), hidden=CFG.hidden, gates=(),
+                    delays_us=delays), arrays
+
+
+def _with_delay_lines(ev):
+    """What the graph's delay lines feed the network: every spike again d later on channels 2k, 2k+1."""
+    parts = []
+    for k, d in enumerate(CFG.delays_bins):
+        e = ev.copy()
+        e["t"] += d * CFG.bin_us
+        e["addr"] += k * 2 * INPUT_PX * INPUT_PX
+        parts.append(e)
+    out = np.concatenate(parts)
+    return out[np.argsort(out["t"], kind="stable")]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -63,7 +77,10 @@ def test_binned_model_equals_event_driven_engine_on_bin_boundaries(seed):
         out, rec = m(_dense(ev), record=True)
     topo, arrays = _topology(m)
     net = network_from_topology(topo, arrays)
-    spikes, state, _ = run_stage(net, spike_spec((2, INPUT_PX, INPUT_PX)), cut_at(ev, [], t_end_us=T * CFG.bin_us))
+    fed = _with_delay_lines(ev)
+    fed = fed[fed["t"] < T * CFG.bin_us]
+    spikes, state, _ = run_stage(net, spike_spec((2 * len(CFG.delays_bins), INPUT_PX, INPUT_PX)),
+                                 cut_at(fed, [], t_end_us=T * CFG.bin_us))
     engine = np.zeros((T, 9))
     np.add.at(engine, (spikes["t"] // CFG.bin_us, spikes["addr"]), 1)
     assert out.sum() > 5  # the check means something only if the network spikes
@@ -80,7 +97,7 @@ def test_same_spikes_as_the_generic_torch_mirror():
     generic.load_state_dict({f"layers.{k}": torch.from_numpy(v) for k, v in arrays.items()})
     x = _dense(_events(2))
     with torch.no_grad():
-        assert torch.equal(m(x), generic(x))
+        assert torch.equal(m(x), generic(delay_lines(x, CFG.delays_bins)))
 
 
 def test_fused_lif_scan_has_the_gradients_of_plain_autograd():

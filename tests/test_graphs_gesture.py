@@ -10,26 +10,28 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from graphs.gesture import (
-    INPUT_PX, LABELS, BinToInput, SquareCrop, apply_stages, bin_factor, build, default_gates, front_end,
+    INPUT_PX, LABELS, BinToInput, DelayLine, SquareCrop, apply_stages, bin_factor, build, default_gates, front_end,
     load_network_file, sweep_events, topology,
 )
 from graphs.network import save_network
 from runtime.engine.gates import SpatialGate, TemporalGate
 from runtime.errors import FormatError, GraphError
-from runtime.events import make_dvs_events
+from runtime.events import SPIKE_EVENT, make_dvs_events
 from runtime.executor import run
+from runtime.graph import Graph
 from runtime.reference import run_reference
 from runtime.sources import ArraySource
-from runtime.spec import dvs_spec
+from runtime.spec import dvs_spec, spike_spec
+from runtime.stages import CollectSink, Delay
 from runtime.testing import check_packet_invariance
 
 
-def _net_file(tmp_path, seed=0, gates=None, bin_us=20_000):
+def _net_file(tmp_path, seed=0, gates=None, bin_us=20_000, delays_us=(0, 40_000, 80_000)):
     rng = np.random.default_rng(seed)
-    topo = topology([60e3, 80e3, 100e3, 200e3, 200e3], bin_us=bin_us, gates=gates,
+    topo = topology([60e3, 80e3, 100e3, 200e3, 200e3], bin_us=bin_us, gates=gates, delays_us=delays_us,
                     meta={"decision": {"p_on": 0.6, "p_off": 0.35, "none_bias": 1.0, "beta": 1.0}})
     arrays = {
-        "conv1.weight": rng.normal(0, 0.35, (8, 2, 5, 5)), "conv2.weight": rng.normal(0, 0.3, (16, 8, 3, 3)),
+        "conv1.weight": rng.normal(0, 0.35, (8, 2 * len(delays_us), 5, 5)), "conv2.weight": rng.normal(0, 0.3, (16, 8, 3, 3)),
         "conv3.weight": rng.normal(0, 0.3, (32, 16, 3, 3)), "hidden.weight": rng.normal(0, 0.15, (128, 512)),
         "hidden.recurrent_weight": rng.normal(0, 0.05, (128, 128)), "out.weight": rng.normal(0.05, 0.3, (9, 128)),
     }
@@ -108,7 +110,8 @@ def test_network_file_round_trip_and_errors(tmp_path):
     net = load_network_file(path)
     assert net.labels == LABELS and net.bin_us == 20_000 and net.decision["p_on"] == 0.6
     assert [type(g).__name__ for g in net.gates] == ["SpatialGate", "TemporalGate"]
-    assert net.network(gates=False).input_gates == ()
+    assert net.network().input_gates == () and net.delays_us == (0, 40_000, 80_000)
+    assert net.network().input_shape == (6, INPUT_PX, INPUT_PX)
     hidden = net.net.layer("hidden")
     assert hidden.recurrent_delay_us == 20_000 and hidden.neuron.tau_us == 200e3
     with pytest.raises(FormatError, match="not found"):
@@ -130,13 +133,40 @@ def test_whole_graph_runs_on_both_executors_with_gates_on_and_off(tmp_path):
     ev = sweep_events(128, 128)
     src = ArraySource(ev, dvs_spec(128, 128, x_mirrored=True, y_up=True), name="sweep")
     g = build(src, weights=path, gates=True)
-    assert list(g.nodes) == ["input", "orient", "crop", "bin", "snn", "decide"]
+    assert list(g.nodes) == ["input", "orient", "crop", "bin", "spatial_gate", "temporal_gate", "line0", "delay1",
+                             "line1", "delay2", "line2", "snn", "decide"]
+    assert g.nodes["snn"].inputs == ("line0", "line1", "line2")
     on = run(g)
     ref = run_reference(build(src, weights=path, gates=True))
     assert on["decisions"] == ref["decisions"]
     assert on["nodes"]["snn"]["synaptic_ops"] == ref["nodes"]["snn"]["synaptic_ops"] > 0
     off = run(build(src, weights=path, gates=False))
+    assert "spatial_gate" not in off["nodes"]
     assert on["ops"]["gated_events"] > 0 and off["ops"]["gated_events"] == 0
     assert off["nodes"]["snn"]["synaptic_ops"] > on["nodes"]["snn"]["synaptic_ops"]
     for d in on["decisions"]:
         assert d["label"] in LABELS[:-1] and 0 <= d["score"] <= 1 and d["onset_us"] <= d["t_us"]
+
+
+def test_delay_lines_resend_each_spike_later_on_their_own_channels(tmp_path):
+    net = load_network_file(_net_file(tmp_path))
+    rng = np.random.default_rng(4)
+    n = 300
+    ev = np.empty(n, SPIKE_EVENT)
+    ev["t"] = np.sort(rng.integers(0, 200_000, n))
+    ev["addr"] = rng.integers(0, 2 * INPUT_PX * INPUT_PX, n)
+    g = Graph("lines")
+    src = g.source("in", ArraySource(ev, spike_spec((2, INPUT_PX, INPUT_PX)), t_end_us=200_000))
+    lines = []
+    for k, d in enumerate(net.delays_us):
+        x = g.stage(f"delay{k}", Delay(d), src) if d else src
+        lines.append(g.stage(f"line{k}", DelayLine(k, 3), x))
+    g.sink("collect", CollectSink(), *lines)
+    report = run(g, keep_outputs=True)
+    got = np.concatenate([p.events for p in report["_outputs"]["collect"] if len(p.events)])
+    expect = np.concatenate([np.array(list(zip(ev["t"] + d, ev["addr"] + k * 2048)), dtype=SPIKE_EVENT)
+                             for k, d in enumerate(net.delays_us)])
+    assert np.array_equal(np.sort(got, order=["t", "addr"]), np.sort(expect, order=["t", "addr"]))
+    assert np.all(np.diff(got["t"]) >= 0)
+    with pytest.raises(GraphError, match=r"expects a \(2, H, W\) spike stream"):
+        DelayLine(0, 2).out_spec(spike_spec((9,)))

@@ -17,8 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from graphs.gesture import INPUT_PX, LABELS, GestureNet, build, load_network_file
-from graphs.gesture_decision import DecisionConfig, GestureDecision, clip_answer
+from graphs.gesture import INPUT_PX, GestureNet, add_core, build, load_network_file
+from graphs.gesture_decision import DecisionConfig, clip_answer
 from runtime.events import SPIKE_EVENT
 from runtime.executor import run
 from runtime.graph import Graph
@@ -85,9 +85,7 @@ def run_network_input(net: GestureNet, t_us: np.ndarray, addr: np.ndarray, t_end
     """Network + decision sink (trio executor) on a clip already at the network input; returns the run report."""
     g = Graph("gesture-core")
     ev = g.source("input", network_input_source(t_us, addr, t_end_us))
-    spk = g.stage("snn", net.network(gates=gates), ev)
-    cfg = decision if decision is not None else DecisionConfig(**net.decision)
-    g.sink("decide", GestureDecision(LABELS, cfg), spk)
+    add_core(g, ev, net, gates=gates, decision=None if decision is None else decision.to_dict())
     return run(g)
 
 

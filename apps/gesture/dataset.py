@@ -33,7 +33,7 @@ __all__ = [
     "build_split", "default_cache_dir", "bin_events",
 ]
 
-DATA_VERSION = 2  # bump when the renderer, emulator sampling or front end changes what a clip contains
+DATA_VERSION = 3  # bump when the renderer, emulator sampling or front end changes what a clip contains
 SPLITS = {"train": 10_000_000, "val": 20_000_000, "test": 30_000_000}  # seed ranges, disjoint
 # (width, height, weight): cheap sizes often, the large ones (DAVIS346, VGA webcam) often enough to be learnt
 SENSOR_SIZES = ((64, 64, 2.0), (96, 72, 1.0), (128, 128, 3.0), (160, 120, 2.0), (240, 180, 1.0), (346, 260, 1.0),
@@ -67,7 +67,7 @@ class Clip:
 def _emulator_config(rng: np.random.Generator, seed: int) -> DvsConfig:
     if rng.random() < 0.35:
         return DvsConfig(seed=seed)
-    th = rng.uniform(0.15, 0.4)
+    th = rng.uniform(0.15, 0.35)
     return DvsConfig(
         threshold_on=th, threshold_off=th * rng.uniform(0.75, 1.33), mismatch_sigma=rng.uniform(0.01, 0.06),
         cutoff_hz=0.0 if rng.random() < 0.3 else rng.uniform(20.0, 300.0),

@@ -12,7 +12,7 @@ The spike function's gradient is a surrogate, the fast-sigmoid bump ``1 / (1 + g
 first threshold (SuperSpike). Time constants are learnt per layer, as in the engine
 (one tau per layer).
 
-Layers: conv 2→C1 5×5/2 → conv C1→C2 3×3/2 → conv C2→C3 3×3/2 → flatten → recurrent linear H → linear 9.
+Layers: conv 2→C1 5×5/2 → conv C1→C2 3×3/2 → conv C2→C3 3×3/s (s = 1 or 2) → flatten → recurrent linear H → linear 9.
 ``to_layers(model, bin_us)`` gives the engine layers with the trained weights.
 """
 
@@ -35,9 +35,11 @@ class ModelConfig:
     c1: int = 8
     c2: int = 16
     c3: int = 32
+    c3_stride: int = 2  # 2: a 4×4 map into the hidden layer; 1: 8×8
+    delays_bins: tuple[int, ...] = (0,)  # delay lines: the input again, k bins later, as extra channels
     hidden: int = 128
     n_out: int = 9
-    bin_us: int = 20_000
+    bin_us: int = 40_000
     tau_init_us: tuple[float, ...] = (60_000.0, 80_000.0, 100_000.0, 200_000.0, 200_000.0)
     gamma: float = 2.0
 
@@ -114,10 +116,10 @@ class GestureSNN(nn.Module):
     def __init__(self, cfg: ModelConfig = ModelConfig()):
         super().__init__()
         self.cfg = cfg
-        self.conv1 = nn.Conv2d(2, cfg.c1, 5, stride=2, padding=2, bias=False)
+        self.conv1 = nn.Conv2d(2 * len(cfg.delays_bins), cfg.c1, 5, stride=2, padding=2, bias=False)
         self.conv2 = nn.Conv2d(cfg.c1, cfg.c2, 3, stride=2, padding=1, bias=False)
-        self.conv3 = nn.Conv2d(cfg.c2, cfg.c3, 3, stride=2, padding=1, bias=False)
-        flat = cfg.c3 * (cfg.input_px // 8) ** 2
+        self.conv3 = nn.Conv2d(cfg.c2, cfg.c3, 3, stride=cfg.c3_stride, padding=1, bias=False)
+        flat = cfg.c3 * (cfg.input_px // (4 * cfg.c3_stride)) ** 2
         self.fc1 = nn.Linear(flat, cfg.hidden, bias=False)
         self.rec1 = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
         self.fc2 = nn.Linear(cfg.hidden, cfg.n_out, bias=False)
@@ -142,6 +144,7 @@ class GestureSNN(nn.Module):
         """x: (T, B, 2, H, W) input event counts per bin → output spike counts (T, B, n_out)
         (and, with ``record``, the spike counts of every layer)."""
         T, B = x.shape[:2]
+        x = delay_lines(x, self.cfg.delays_bins)
         b = self.betas()
         s1 = self._lif(self.conv1(x.flatten(0, 1)).unflatten(0, (T, B)), b[0])
         s2 = self._lif(self.conv2(s1.flatten(0, 1)).unflatten(0, (T, B)), b[1])
@@ -162,6 +165,20 @@ class GestureSNN(nn.Module):
         return s5
 
 
+def delay_lines(x: torch.Tensor, delays_bins) -> torch.Tensor:
+    """(T, B, C, H, W) → (T, B, C·len(delays), H, W): copy k holds the input ``delays_bins[k]`` bins late (the
+    graph's Delay stages and re-addressing, see graphs.gesture)."""
+    if tuple(delays_bins) == (0,):
+        return x
+    parts = []
+    for d in delays_bins:
+        if d == 0:
+            parts.append(x)
+        else:
+            parts.append(torch.cat([torch.zeros_like(x[:d]), x[:-d]]) if d < x.shape[0] else torch.zeros_like(x))
+    return torch.cat(parts, dim=2)
+
+
 def to_arrays(model: GestureSNN) -> dict[str, np.ndarray]:
     """Trained weights under the network file's names (``graphs.gesture.topology`` layers), plus ``tau_us``."""
     sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
@@ -180,6 +197,8 @@ def from_network_file(path) -> tuple[GestureSNN, dict]:
     layers = {d["name"]: d for d in topo["layers"]}
     cfg = ModelConfig(
         c1=layers["conv1"]["out_channels"], c2=layers["conv2"]["out_channels"], c3=layers["conv3"]["out_channels"],
+        c3_stride=layers["conv3"]["stride"][0],
+        delays_bins=tuple(int(d) // int(topo["bin_us"]) for d in topo["meta"].get("delays_us", [0])),
         hidden=layers["hidden"]["out_features"], n_out=layers["out"]["out_features"], bin_us=int(topo["bin_us"]),
         tau_init_us=tuple(layers[n]["neuron"]["tau_us"] for n in ("conv1", "conv2", "conv3", "hidden", "out")),
     )

@@ -48,13 +48,13 @@ class SceneOptions:
     fps_choices: tuple[float, ...] = (24.0, 30.0, 30.0, 60.0, 60.0, 120.0, 240.0)
     onset_s: tuple[float, float] = (0.1, 0.6)
     gesture_s: tuple[float, float] = (0.35, 1.3)
-    hand_radius: tuple[float, float] = (0.12, 0.3)
-    swipe_amplitude: tuple[float, float] = (0.4, 0.95)  # of the frame's length along the swipe
-    circle_radius: tuple[float, float] = (0.12, 0.3)
-    circle_turns: tuple[float, float] = (0.8, 1.5)
-    zoom_ratio: tuple[float, float] = (1.8, 3.5)
-    distractor_prob: float = 0.45  # chance a gesture clip has distractors (none clips: see _none_kind)
-    distractor_radius: tuple[float, float] = (0.025, 0.08)
+    hand_radius: tuple[float, float] = (0.15, 0.32)
+    swipe_amplitude: tuple[float, float] = (0.5, 0.95)  # of the frame's length along the swipe
+    circle_radius: tuple[float, float] = (0.15, 0.3)
+    circle_turns: tuple[float, float] = (0.9, 1.5)
+    zoom_ratio: tuple[float, float] = (2.0, 3.5)
+    distractor_prob: float = 0.35  # chance a gesture clip has distractors (none clips: their own mix)
+    distractor_radius: tuple[float, float] = (0.02, 0.06)
     noise_sigma: tuple[float, float] = (0.0, 3.0)  # camera noise, DN (drawn skewed towards 0)
     flicker_prob: float = 0.3
     shake_prob: float = 0.15
@@ -294,7 +294,7 @@ def _gesture_track(rng, label: str, opt: SceneOptions, w: int, h: int, p: np.nda
         along = (start + amp * p) * length
         if label in ("swipe_left", "swipe_up"):
             along = length - along
-        cross = (rng.uniform(0.25, 0.75) + rng.uniform(-0.1, 0.1) * p) * cross_len
+        cross = (rng.uniform(0.3, 0.7) + rng.uniform(-0.1, 0.1) * p) * cross_len
         cross = cross + rng.uniform(-0.08, 0.08) * m * np.sin(math.pi * p)  # arc
         x, y = (along, cross) if horizontal else (cross, along)
     elif label.startswith("circle"):
@@ -413,9 +413,9 @@ def render_clip(label: str, seed: int, width: int = 128, height: int = 128, *, o
     t_us = np.round(t_s * 1e6).astype(np.int64)
 
     bg_level = rng.uniform(15, 235)
-    hand_level = bg_level + rng.choice([-1.0, 1.0]) * rng.uniform(25, 150)
+    hand_level = bg_level + rng.choice([-1.0, 1.0]) * rng.uniform(40, 150)
     if not 5 <= hand_level <= 250:
-        hand_level = bg_level - math.copysign(rng.uniform(25, 150), hand_level - bg_level)
+        hand_level = bg_level - math.copysign(rng.uniform(40, 150), hand_level - bg_level)
     hand_level = float(np.clip(hand_level, 5, 250))
     bg = _background(rng, w, h, bg_level, clutter=rng.random() < opt.clutter_prob)
     tex, alpha = make_sprite(rng, hand_level, rng.uniform(0, 40))

@@ -69,12 +69,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=18.0, help="stop training after this much wall time")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1.5e-3)
-    p.add_argument("--bin-us", type=int, default=20_000)
+    p.add_argument("--bin-us", type=int, default=40_000)
     p.add_argument("--clip-us", type=int, default=2_000_000, help="training window per clip")
     p.add_argument("--rate-band", type=float, nargs=2, default=(0.02, 0.1), metavar=("LOW", "HIGH"),
                    help="spikes per neuron per bin each layer is kept within (silent layers do not learn; busy "
                         "ones cost ops)")
     p.add_argument("--rate-weight", type=float, default=1000.0, help="loss weight of leaving the rate band")
+    p.add_argument("--conv3-stride", type=int, default=2, choices=(1, 2))
+    p.add_argument("--delays-ms", type=float, nargs="+", default=(0, 120, 240),
+                   help="delay lines: the input again this many ms later, as extra channels (0 first)")
+    p.add_argument("--hidden", type=int, default=128, help="neurons in the recurrent layer")
+    p.add_argument("--window-weight", type=float, default=1.0,
+                   help="loss weight of the per-clip count cross-entropy (added to the per-bin one)")
     p.add_argument("--gate-prob", type=float, default=0.5, help="fraction of training samples seen through the gates")
     p.add_argument("--workers", type=int, default=2, help="processes making clips")
     p.add_argument("--threads", type=int, default=1,
@@ -211,6 +217,27 @@ def _logits(traces, beta, none_bias):
     return beta * traces + none_bias * prior
 
 
+def _loss(out, tgt, labels, beta, none_bias, tau_us: float, bin_us: int, window_weight: float):
+    """Per bin: cross-entropy of the decision sink's confidences (decayed output traces) against the bin's
+    target (``none`` before the gesture, the label from 40 % of its course to 300 ms after it). Per gesture clip,
+    plus ``window_weight`` × the cross-entropy of the spike counts summed over the label's bins (a forgiving,
+    rate-coded signal that gets learning started)."""
+    import torch
+
+    logits = _logits(_traces(out, tau_us, bin_us), beta, none_bias)
+    tgt_t = torch.from_numpy(tgt)
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, len(LABELS)), tgt_t.reshape(-1), ignore_index=-1,
+                                           reduction="none").reshape(tgt.shape)
+    valid = (tgt_t >= 0).float()
+    loss = ((ce * valid).sum(0) / valid.sum(0).clamp(min=1)).mean()
+    if window_weight > 0:
+        in_window = (tgt_t == torch.from_numpy(labels).long()[None, :]).float()  # none clips: every bin
+        counts = (out * in_window[..., None]).sum(0)
+        wl = _logits(counts, beta, none_bias)
+        loss = loss + window_weight * torch.nn.functional.cross_entropy(wl, torch.from_numpy(labels).long())
+    return loss
+
+
 def evaluate(model, batcher: Batcher, decision: DecisionConfig, gate_prob: float, batch: int = 32,
              counts_out: list | None = None) -> dict:
     """Clip answers from the binned model through the decision rule; accuracy, confusion matrix, time to decision."""
@@ -345,7 +372,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"clips ready in {t_data:.0f} s: train {len(train)}, val {len(val)}, test {len(test)}")
 
     gates = default_gates()
-    mcfg = ModelConfig(bin_us=args.bin_us)
+    delays_us = tuple(int(round(d * 1000)) for d in args.delays_ms)
+    if any(d % args.bin_us for d in delays_us) or delays_us[0] != 0:
+        raise SystemExit(f"--delays-ms: expected 0 first and multiples of the bin ({args.bin_us // 1000} ms), "
+                         f"got {args.delays_ms}")
+    mcfg = ModelConfig(bin_us=args.bin_us, c3_stride=args.conv3_stride, hidden=args.hidden,
+                       delays_bins=tuple(d // args.bin_us for d in delays_us))
     model = GestureSNN(mcfg)
     dcfg = DecisionConfig()
     beta = torch.nn.Parameter(torch.tensor(float(dcfg.beta)))
@@ -368,15 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         losses = []
         for s in range(steps_per_epoch):
             idx = order[s * args.batch:(s + 1) * args.batch]
-            x, tgt, _ = tb.batch(idx, rng, args.gate_prob)
+            x, tgt, labels = tb.batch(idx, rng, args.gate_prob)
             out, rec = model(torch.from_numpy(x), record=True)
-            tr = _traces(out, dcfg.tau_us, args.bin_us)
-            logits = _logits(tr, beta, none_bias)
-            tgt_t = torch.from_numpy(tgt)
-            ce = torch.nn.functional.cross_entropy(logits.reshape(-1, len(LABELS)), tgt_t.reshape(-1),
-                                                   ignore_index=-1, reduction="none").reshape(tgt.shape)
-            valid = (tgt_t >= 0).float()
-            loss = ((ce * valid).sum(0) / valid.sum(0).clamp(min=1)).mean()
+            loss = _loss(out, tgt, labels, beta, none_bias, dcfg.tau_us, args.bin_us, args.window_weight)
             low, high = args.rate_band
             band = sum(torch.relu(r.mean() - high) ** 2 + torch.relu(low - r.mean()) ** 2 for r in rec)
             total = loss + args.rate_weight * band
@@ -429,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     arrays = to_arrays(model)
     topo = topology(arrays.pop("tau_us"), bin_us=args.bin_us, channels=(mcfg.c1, mcfg.c2, mcfg.c3),
-                    hidden=mcfg.hidden, gates=gates,
+                    hidden=mcfg.hidden, conv3_stride=mcfg.c3_stride, delays_us=delays_us, gates=gates,
                     meta={"decision": dec_cfg.to_dict(), "model": asdict(mcfg), "metrics": metrics})
     save_network(topo, out, arrays)
     plot_confusion(np.array(test_on["confusion"]), Path(args.confusion),
