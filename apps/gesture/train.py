@@ -285,7 +285,7 @@ def calibrate_decision(counts: list[np.ndarray], labels: np.ndarray, bin_us: int
     """The p_on/p_off pair with the best clip accuracy on these output counts (ties: the higher p_on)."""
     best, best_acc = base, -1.0
     for p_on in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
-        cfg = replace(base, p_on=p_on, p_off=max(0.05, p_on - 0.25))
+        cfg = replace(base, p_on=p_on, p_off=round(max(0.05, p_on - 0.25), 2))
         acc = float(np.mean([LABELS.index(clip_answer(decide_counts(c, bin_us, LABELS, cfg))) == y
                              for c, y in zip(counts, labels)]))
         if acc >= best_acc:
