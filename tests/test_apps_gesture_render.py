@@ -15,14 +15,14 @@ CLEAN = SceneOptions(distractor_prob=0.0, noise_sigma=(0.0, 0.0), flicker_prob=0
 
 def _track(clip):
     """The hand's true centre and radius per frame (from the renderer), after checking the frames show it there:
-    where the hand is fully in view, its centre pixel differs from the same pixel in a frame where the hand is
-    far away."""
+    where the hand is fully in view, its centre pixel differs from the same pixel in a frame where the hand does
+    not cover it."""
     x, y, r = clip.hand[:, 0], clip.hand[:, 1], clip.hand[:, 2]
     h, w = clip.frames.shape[1:]
     inside = (x - r > 0) & (x + r < w) & (y - r > 0) & (y + r < h)
     checked = 0
     for i in np.flatnonzero(inside)[::7]:
-        far = np.flatnonzero(np.hypot(x - x[i], y - y[i]) > r + r[i])
+        far = np.flatnonzero(np.hypot(x - x[i], y - y[i]) > 1.3 * r)
         if far.shape[0] == 0:
             continue
         j = far[0]

@@ -82,9 +82,13 @@ def run(quick: bool, plots_dir: Path | None, *, weights: str | Path | None = Non
                      "silero_macs_per_s": round(silero_macs_s) if baselines else float("nan"), "sets": {}}
     for set_name, rows in sets.items():
         results["sets"][set_name] = _pool(rows, frame_metrics, silero_macs_s, baselines)
-    results["frontend"] = {"channels": model.frontend.channels, "delta_db": model.frontend.delta_db}
-    results["network"] = {"hidden": int(model.network.layers[0].weight.shape[0]),
-                          "readout": int(model.network.layers[1].weight.shape[0])}
+    results["frontend"] = {"channels": model.frontend.channels, "delta_db": model.frontend.delta_db,
+                           "frame_us": model.frontend.frame_us, "noise_tau_us": model.frontend.noise_tau_us}
+    results["network"] = {"layers": [f"{layer.name} {layer.weight.shape[1]}→{layer.weight.shape[0]}"
+                                      + (" recurrent" if getattr(layer, "recurrent_weight", None) is not None else "")
+                                      for layer in model.network.layers],
+                          "readout": "leaky integrator in the sink" if model.segmenter.get("readout_weights")
+                          else "spike trace of the last layer"}
     _print(results)
     if plots_dir is not None:
         _plot(sets, plots_dir, frame_metrics, baselines)

@@ -42,31 +42,42 @@ class ModelConfig:
     bin_us: int = 40_000
     tau_init_us: tuple[float, ...] = (60_000.0, 80_000.0, 100_000.0, 200_000.0, 200_000.0)
     gamma: float = 2.0
+    surrogate: str = "bump"  # see _surrogate
 
 
-def _surrogate(x: torch.Tensor, gamma: float) -> torch.Tensor:
-    """d spikes / d v: the fast-sigmoid bump ``1 / (1 + gamma·|v - 1|)²`` around the first threshold (SuperSpike).
-    Bounded on both sides: a straight-through 1 above the threshold let multi-spike neurons blow gradients up
-    (norms of 10⁴ and collapsing activity, measured), and the tails keep silent neurons learning."""
-    return 1.0 / (1.0 + gamma * (x - 1.0).abs()) ** 2
+def _surrogate(x: torch.Tensor, gamma: float, kind: str = "bump") -> torch.Tensor:
+    """d spikes / d v (threshold 1).
+
+    ``bump``: the fast-sigmoid bump ``1 / (1 + gamma·|v - 1|)²`` around the first threshold (SuperSpike);
+    ``periodic``: the same bump around the nearest threshold crossing (1, 2, 3, ...), so a neuron emitting
+    several spikes per bin keeps a gradient (bounded by 1; the bump alone starves busy neurons);
+    ``st``: the bump below the first threshold and 1 above it (straight through the staircase)."""
+    if kind == "bump":
+        return 1.0 / (1.0 + gamma * (x - 1.0).abs()) ** 2
+    if kind == "periodic":
+        near = torch.clamp(torch.round(x), min=1.0)
+        return 1.0 / (1.0 + gamma * (x - near).abs()) ** 2
+    below = 1.0 / (1.0 + gamma * (1.0 - x).clamp(min=0.0)) ** 2
+    return torch.where(x < 1.0, below, torch.ones_like(x))
 
 
 class _Spike(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, gamma):
+    def forward(ctx, x, gamma, kind):
         ctx.save_for_backward(x)
         ctx.gamma = gamma
+        ctx.kind = kind
         return torch.floor(torch.clamp(x, min=0.0))
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g * _surrogate(x, ctx.gamma), None
+        return g * _surrogate(x, ctx.gamma, ctx.kind), None, None
 
 
-def spike_fn(x: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+def spike_fn(x: torch.Tensor, gamma: float = 2.0, kind: str = "bump") -> torch.Tensor:
     """Spike counts ``floor(max(x, 0))`` with the surrogate gradient."""
-    return _Spike.apply(x, gamma)
+    return _Spike.apply(x, gamma, kind)
 
 
 class _LIFScan(torch.autograd.Function):
@@ -77,7 +88,7 @@ class _LIFScan(torch.autograd.Function):
     One node instead of T keeps the graph small and the backward a tight loop."""
 
     @staticmethod
-    def forward(ctx, current, beta, gamma):
+    def forward(ctx, current, beta, gamma, kind="bump"):
         v = torch.zeros_like(current[0])
         v_pre = torch.empty_like(current)
         out = torch.empty_like(current)
@@ -90,6 +101,7 @@ class _LIFScan(torch.autograd.Function):
             v.sub_(n)
         ctx.save_for_backward(v_pre, out, beta)
         ctx.gamma = gamma
+        ctx.kind = kind
         return out
 
     @staticmethod
@@ -100,11 +112,11 @@ class _LIFScan(torch.autograd.Function):
         g = torch.zeros_like(v_pre[0])
         gbeta = torch.zeros((), dtype=v_pre.dtype)
         for k in range(v_pre.shape[0] - 1, -1, -1):
-            g = grad_out[k] * _surrogate(v_pre[k], ctx.gamma) + b * g
+            g = grad_out[k] * _surrogate(v_pre[k], ctx.gamma, ctx.kind) + b * g
             grad_in[k] = g
             if k > 0:
                 gbeta = gbeta + (g * (v_pre[k - 1] - out[k - 1])).sum()
-        return grad_in, gbeta.reshape(beta.shape), None
+        return grad_in, gbeta.reshape(beta.shape), None, None
 
 
 def _beta_param(tau_us: float, bin_us: int) -> nn.Parameter:
@@ -138,7 +150,7 @@ class GestureSNN(nn.Module):
 
     def _lif(self, current: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """current (T, B, ...) → spike counts (T, B, ...)."""
-        return _LIFScan.apply(current.contiguous(), beta, self.cfg.gamma)
+        return _LIFScan.apply(current.contiguous(), beta, self.cfg.gamma, self.cfg.surrogate)
 
     def forward(self, x: torch.Tensor, record: bool = False):
         """x: (T, B, 2, H, W) input event counts per bin → output spike counts (T, B, n_out)
@@ -155,7 +167,7 @@ class GestureSNN(nn.Module):
         outs = []
         for i4k in i4.unbind(0):
             v = b[3] * v + i4k + self.rec1(n_prev)
-            n_prev = spike_fn(v, self.cfg.gamma)
+            n_prev = spike_fn(v, self.cfg.gamma, self.cfg.surrogate)
             v = v - n_prev.detach()
             outs.append(n_prev)
         s4 = torch.stack(outs)

@@ -75,6 +75,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="spikes per neuron per bin each layer is kept within (silent layers do not learn; busy "
                         "ones cost ops)")
     p.add_argument("--rate-weight", type=float, default=1000.0, help="loss weight of leaving the rate band")
+    p.add_argument("--surrogate", default="bump", choices=("bump", "periodic", "st"), help="spike gradient shape")
+    p.add_argument("--clip-grad", type=float, default=5.0, help="gradient norm clip")
     p.add_argument("--conv3-stride", type=int, default=2, choices=(1, 2))
     p.add_argument("--delays-ms", type=float, nargs="+", default=(0, 120, 240),
                    help="delay lines: the input again this many ms later, as extra channels (0 first)")
@@ -377,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"--delays-ms: expected 0 first and multiples of the bin ({args.bin_us // 1000} ms), "
                          f"got {args.delays_ms}")
     mcfg = ModelConfig(bin_us=args.bin_us, c3_stride=args.conv3_stride, hidden=args.hidden,
-                       delays_bins=tuple(d // args.bin_us for d in delays_us))
+                       delays_bins=tuple(d // args.bin_us for d in delays_us), surrogate=args.surrogate)
     model = GestureSNN(mcfg)
     dcfg = DecisionConfig()
     beta = torch.nn.Parameter(torch.tensor(float(dcfg.beta)))
@@ -408,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             total = loss + args.rate_weight * band
             opt.zero_grad()
             total.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            torch.nn.utils.clip_grad_norm_(params, args.clip_grad)
             opt.step()
             sched.step()
             step += 1
