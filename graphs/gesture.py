@@ -186,9 +186,10 @@ def default_gates(config: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
 
 def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] = (8, 16, 32), hidden: int = 128,
              conv3_stride: int = 2, delays_us: Sequence[int] = (0,), gates: Sequence[Any] | None = None,
-             meta: Mapping[str, Any] | None = None) -> dict:
+             meta: Mapping[str, Any] | None = None, pool: int = 1) -> dict:
     """The gesture network's topology in the ``graphs.network`` file format: three convolutions (5×5 stride 2,
-    3×3 stride 2, 3×3 stride ``conv3_stride``) of LIF neurons, a recurrent LIF layer (feedback one training bin
+    3×3 stride 2, 3×3 stride ``conv3_stride``) of LIF neurons, optionally a ``pool``×``pool`` sum-pool, a recurrent
+    LIF layer (feedback one training bin
     later) and one LIF output neuron per label; threshold 1, reset by subtraction, one time constant per layer."""
     taus = [float(t) for t in taus_us]
     if len(taus) != 5:
@@ -198,7 +199,12 @@ def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] =
     def lif(i: int) -> dict:
         return {"model": "lif", "tau_us": taus[i], "threshold": 1.0, "reset": "subtract"}
 
-    flat = c3 * (INPUT_PX // (4 * int(conv3_stride))) ** 2
+    side = INPUT_PX // (4 * int(conv3_stride))
+    if int(pool) < 1 or side % int(pool):
+        raise ValueError(f"gesture topology: pool {pool} must divide conv3's {side}×{side} map")
+    flat = c3 * (side // int(pool)) ** 2
+    pooling = ([{"name": "pool", "type": "sumpool2d", "kernel_size": int(pool), "stride": int(pool), "neuron": None}]
+               if int(pool) > 1 else [])
     n_in = 2 * len(delays_us)
     return {
         "format": "clockless.snn", "version": 1, "name": "gesture", "input": {"shape": [n_in, INPUT_PX, INPUT_PX]},
@@ -212,6 +218,7 @@ def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] =
             {"name": "conv3", "type": "conv2d", "in_channels": c2, "out_channels": c3, "kernel_size": 3,
              "stride": int(conv3_stride),
              "padding": 1, "neuron": lif(2)},
+            *pooling,
             {"name": "flatten", "type": "flatten"},
             {"name": "hidden", "type": "linear", "in_features": flat, "out_features": int(hidden), "recurrent": True,
              "recurrent_delay_us": int(bin_us), "neuron": lif(3)},

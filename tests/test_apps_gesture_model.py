@@ -17,12 +17,13 @@ from runtime.spec import spike_spec
 from runtime.testing import cut_at, run_stage
 
 CFG = ModelConfig(c1=4, c2=8, c3=8, hidden=16, bin_us=10_000, delays_bins=(0, 3))
+POOLED = ModelConfig(c1=4, c2=8, c3=8, hidden=16, bin_us=10_000, delays_bins=(0, 3), pool=2)
 T = 30
 
 
-def _model(seed=0, gain=1.5):
+def _model(seed=0, gain=1.5, cfg=CFG):
     torch.manual_seed(seed)
-    m = GestureSNN(CFG)
+    m = GestureSNN(cfg)
     with torch.no_grad():
         for p in (m.conv1.weight, m.conv2.weight, m.conv3.weight, m.fc1.weight, m.fc2.weight):
             p.mul_(gain)
@@ -54,7 +55,7 @@ def _topology(m):
     taus = arrays.pop("tau_us")
     delays = [d * CFG.bin_us for d in CFG.delays_bins]
     return topology(taus, bin_us=CFG.bin_us, channels=(CFG.c1, CFG.c2, CFG.c3), hidden=CFG.hidden, gates=(),
-                    delays_us=delays), arrays
+                    delays_us=delays, pool=m.cfg.pool), arrays
 
 
 def _with_delay_lines(ev):
@@ -69,9 +70,9 @@ def _with_delay_lines(ev):
     return out[np.argsort(out["t"], kind="stable")]
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_binned_model_equals_event_driven_engine_on_bin_boundaries(seed):
-    m = _model(seed)
+@pytest.mark.parametrize("seed,cfg", [(0, CFG), (1, CFG), (0, POOLED)])
+def test_binned_model_equals_event_driven_engine_on_bin_boundaries(seed, cfg):
+    m = _model(seed, cfg=cfg)
     ev = _events(seed)
     with torch.no_grad():
         out, rec = m(_dense(ev), record=True)
@@ -90,8 +91,9 @@ def test_binned_model_equals_event_driven_engine_on_bin_boundaries(seed):
         assert counters[f"spikes.{name}"] == int(r.sum())
 
 
-def test_same_spikes_as_the_generic_torch_mirror():
-    m = _model(2)
+@pytest.mark.parametrize("cfg", [CFG, POOLED])
+def test_same_spikes_as_the_generic_torch_mirror(cfg):
+    m = _model(2, cfg=cfg)
     topo, arrays = _topology(m)
     generic = SNN(topo)
     generic.load_state_dict({f"layers.{k}": torch.from_numpy(v) for k, v in arrays.items()})

@@ -12,7 +12,7 @@ The spike function's gradient is a surrogate, the fast-sigmoid bump ``1 / (1 + g
 first threshold (SuperSpike). Time constants are learnt per layer, as in the engine
 (one tau per layer).
 
-Layers: conv 2→C1 5×5/2 → conv C1→C2 3×3/2 → conv C2→C3 3×3/s (s = 1 or 2) → flatten → recurrent linear H → linear 9.
+Layers: conv 2→C1 5×5/2 → conv C1→C2 3×3/2 → conv C2→C3 3×3/s (s = 1 or 2) → [sum-pool P×P] → flatten → recurrent linear H → linear 9.
 ``to_layers(model, bin_us)`` gives the engine layers with the trained weights.
 """
 
@@ -36,6 +36,7 @@ class ModelConfig:
     c2: int = 16
     c3: int = 32
     c3_stride: int = 2  # 2: a 4×4 map into the hidden layer; 1: 8×8
+    pool: int = 1  # sum-pool conv3's map by this factor before the hidden layer (coarse position, fewer weights)
     delays_bins: tuple[int, ...] = (0,)  # delay lines: the input again, k bins later, as extra channels
     hidden: int = 128
     n_out: int = 9
@@ -131,7 +132,10 @@ class GestureSNN(nn.Module):
         self.conv1 = nn.Conv2d(2 * len(cfg.delays_bins), cfg.c1, 5, stride=2, padding=2, bias=False)
         self.conv2 = nn.Conv2d(cfg.c1, cfg.c2, 3, stride=2, padding=1, bias=False)
         self.conv3 = nn.Conv2d(cfg.c2, cfg.c3, 3, stride=cfg.c3_stride, padding=1, bias=False)
-        flat = cfg.c3 * (cfg.input_px // (4 * cfg.c3_stride)) ** 2
+        side = cfg.input_px // (4 * cfg.c3_stride)
+        if cfg.pool < 1 or side % cfg.pool:
+            raise ValueError(f"gesture model: pool {cfg.pool} must divide conv3's {side}×{side} map")
+        flat = cfg.c3 * (side // cfg.pool) ** 2
         self.fc1 = nn.Linear(flat, cfg.hidden, bias=False)
         self.rec1 = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
         self.fc2 = nn.Linear(cfg.hidden, cfg.n_out, bias=False)
@@ -161,7 +165,10 @@ class GestureSNN(nn.Module):
         s1 = self._lif(self.conv1(x.flatten(0, 1)).unflatten(0, (T, B)), b[0])
         s2 = self._lif(self.conv2(s1.flatten(0, 1)).unflatten(0, (T, B)), b[1])
         s3 = self._lif(self.conv3(s2.flatten(0, 1)).unflatten(0, (T, B)), b[2])
-        i4 = self.fc1(s3.flatten(2))
+        p3 = s3
+        if self.cfg.pool > 1:  # the engine's sumpool2d: a pooled spike is the sum of its window's spikes
+            p3 = nn.functional.avg_pool2d(s3.flatten(0, 1), self.cfg.pool).unflatten(0, (T, B)) * self.cfg.pool ** 2
+        i4 = self.fc1(p3.flatten(2))
         v = torch.zeros_like(i4[0])
         n_prev = torch.zeros_like(i4[0])
         outs = []
@@ -209,7 +216,7 @@ def from_network_file(path) -> tuple[GestureSNN, dict]:
     layers = {d["name"]: d for d in topo["layers"]}
     cfg = ModelConfig(
         c1=layers["conv1"]["out_channels"], c2=layers["conv2"]["out_channels"], c3=layers["conv3"]["out_channels"],
-        c3_stride=layers["conv3"]["stride"][0],
+        c3_stride=layers["conv3"]["stride"][0], pool=layers["pool"]["kernel_size"][0] if "pool" in layers else 1,
         delays_bins=tuple(int(d) // int(topo["bin_us"]) for d in topo["meta"].get("delays_us", [0])),
         hidden=layers["hidden"]["out_features"], n_out=layers["out"]["out_features"], bin_us=int(topo["bin_us"]),
         tau_init_us=tuple(layers[n]["neuron"]["tau_us"] for n in ("conv1", "conv2", "conv3", "hidden", "out")),

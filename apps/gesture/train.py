@@ -80,6 +80,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--conv3-stride", type=int, default=2, choices=(1, 2))
     p.add_argument("--delays-ms", type=float, nargs="+", default=(0, 120, 240),
                    help="delay lines: the input again this many ms later, as extra channels (0 first)")
+    p.add_argument("--pool", type=int, default=1, help="sum-pool conv3's map by this factor before the hidden layer")
     p.add_argument("--hidden", type=int, default=128, help="neurons in the recurrent layer")
     p.add_argument("--window-weight", type=float, default=1.0,
                    help="loss weight of the per-clip count cross-entropy (added to the per-bin one)")
@@ -378,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(d % args.bin_us for d in delays_us) or delays_us[0] != 0:
         raise SystemExit(f"--delays-ms: expected 0 first and multiples of the bin ({args.bin_us // 1000} ms), "
                          f"got {args.delays_ms}")
-    mcfg = ModelConfig(bin_us=args.bin_us, c3_stride=args.conv3_stride, hidden=args.hidden,
+    mcfg = ModelConfig(bin_us=args.bin_us, c3_stride=args.conv3_stride, hidden=args.hidden, pool=args.pool,
                        delays_bins=tuple(d // args.bin_us for d in delays_us), surrogate=args.surrogate)
     model = GestureSNN(mcfg)
     dcfg = DecisionConfig()
@@ -457,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     arrays = to_arrays(model)
     topo = topology(arrays.pop("tau_us"), bin_us=args.bin_us, channels=(mcfg.c1, mcfg.c2, mcfg.c3),
-                    hidden=mcfg.hidden, conv3_stride=mcfg.c3_stride, delays_us=delays_us, gates=gates,
+                    hidden=mcfg.hidden, conv3_stride=mcfg.c3_stride, pool=mcfg.pool, delays_us=delays_us, gates=gates,
                     meta={"decision": dec_cfg.to_dict(), "model": asdict(mcfg), "metrics": metrics})
     save_network(topo, out, arrays)
     plot_confusion(np.array(test_on["confusion"]), Path(args.confusion),
