@@ -230,12 +230,14 @@ class DvsEmulator:
         counts = np.zeros(dt_us + 1 if counting else 0, np.int32)
         n = self._run_kernel(state, values, dt_us, leak, use_lp, counts)
         state.frontend_macs += npx * (1 + int(use_lp) + int(c.leak_rate_hz > 0)) + 2 * n
+        n_pixel = n  # the crossing kernel counted these in ``counts``
+        if c.shot_noise_rate_hz > 0:
+            k = self._shot_noise(state, dt_us, n)
+            state.noise_events += k
+            n += k
         bx, by, bt, bp = state._buf
         x, y, t, p = bx[:n], by[:n], bt[:n], bp[:n]
-        if c.shot_noise_rate_hz > 0:
-            x, y, t, p, k = self._shot_noise(state, dt_us, x, y, t, p)
-            state.noise_events += k
-        events = _sorted_events(x, y, t, p, state.t_prev_us + 1, dt_us, counts if counting else None, n)
+        events = _sorted_events(x, y, t, p, state.t_prev_us + 1, dt_us, counts if counting else None, n_pixel)
         state.events += events.shape[0]
         state.t_prev_us = t_us
         return state, events
@@ -315,20 +317,25 @@ class DvsEmulator:
                 return n
             state._buf = tuple(np.concatenate([b, np.empty_like(b)]) for b in state._buf)
 
-    def _shot_noise(self, state: DvsState, dt_us: int, x, y, t, p):
+    def _shot_noise(self, state: DvsState, dt_us: int, n: int) -> int:
+        """Draw this interval's shot-noise events into the event buffers after the ``n`` pixel events."""
         c = self.config
         npx = state.width * state.height
         k = int(state.rng.poisson(npx * c.shot_noise_rate_hz * dt_us * 1e-6))
         if k == 0:
-            return x, y, t, p, 0
+            return 0
         idx = state.rng.integers(0, npx, k)
         nt = state.t_prev_us + 1 + state.rng.integers(0, dt_us, k)
         npol = state.rng.random(k) < 0.5
-        x = np.concatenate([x, (idx % state.width).astype(np.int16)])
-        y = np.concatenate([y, (idx // state.width).astype(np.int16)])
-        t = np.concatenate([t, nt.astype(np.int64)])
-        p = np.concatenate([p, npol])
-        return x, y, t, p, k
+        if n + k > state._buf[0].shape[0]:
+            state._buf = tuple(np.concatenate([b[:n], np.empty(n + 2 * k, b.dtype)]) for b in state._buf)
+        bx, by, bt, bp = state._buf
+        y, x = np.divmod(idx, state.width)
+        bx[n:n + k] = x
+        by[n:n + k] = y
+        bt[n:n + k] = nt
+        bp[n:n + k] = npol
+        return k
 
 
 def _sorted_events(x, y, t, p, t_lo: int, span: int, counts: np.ndarray | None, n_counted: int) -> np.ndarray:
@@ -342,7 +349,7 @@ def _sorted_events(x, y, t, p, t_lo: int, span: int, counts: np.ndarray | None, 
     if n == 0:
         return out
     if counts is not None:
-        K.sort_by_time(x, y, t, p, t_lo, span, counts, n_counted, out["x"], out["y"], out["t"], out["p"])
+        K.sort_by_time(x, y, t, p, t_lo, span, counts, n_counted, out)
     else:
         order = np.argsort(t, kind="stable")
         out["x"], out["y"], out["t"], out["p"] = x[order], y[order], t[order], p[order]

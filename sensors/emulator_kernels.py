@@ -35,6 +35,30 @@ def _crossing_time(level, r0, slope, t_prev_us, dt_us):
     return t
 
 
+_BLOCK = 1024  # pixels per block of pass 1: its scratch columns stay in L1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _update_block(log_new, eps, lp, base, th_on, th_off, leak, lp_old, flags, use_lowpass, use_leak):
+    """Pass 1 on one block, branch-free so that it vectorises (the table look-ups are done before, apart).
+    ``use_lowpass`` / ``use_leak`` are constants at every call site, so each combination compiles lean."""
+    for j in range(lp.shape[0]):
+        lp0 = lp[j]
+        lp_old[j] = lp0
+        if use_lowpass:
+            lp1 = np.float32(np.float64(lp0) + np.float64(eps[j]) * (np.float64(log_new[j]) - np.float64(lp0)))
+        else:
+            lp1 = log_new[j]
+        if use_leak:  # without leak, base only moves on events: no read of leak[], no write here
+            b = np.float32(np.float64(base[j]) - np.float64(leak[j]))
+            base[j] = b
+        else:
+            b = base[j]
+        d = np.float64(lp1) - np.float64(b)
+        flags[j] = (d >= np.float64(th_on[j])) | (d <= -np.float64(th_off[j]))
+        lp[j] = lp1
+
+
 @njit(cache=True, nogil=True)
 def frame_update(
     frame, log_lut, eps_lut, log_values, eps_values, use_lut, use_lowpass, lp, base, th_on, th_off, use_leak, leak,
@@ -46,31 +70,50 @@ def frame_update(
     otherwise they are given per pixel in ``log_values`` / ``eps_values`` (float frames). ``lp`` and ``base``
     are float32 quantities: the new values are rounded before the test, so pass 2 sees exactly what was tested.
     Returns the number of candidate pixels written to ``cand_idx`` (pixel) and ``cand_lp0`` (previous ``lp``).
+
+    Runs block by block: table look-ups into L1 scratch columns (gathers do not vectorise), the arithmetic as a
+    branch-free vector loop that flags the crossing pixels, then a scan of the flags eight at a time (most
+    pixels do not cross). The arithmetic is the same, operation for operation, as a plain per-pixel loop.
     """
+    npx = lp.shape[0]
+    B = _BLOCK
+    lv = np.empty(B, np.float32)
+    ev = np.empty(B, np.float32)
+    lp_old = np.empty(B, np.float32)
+    flags = np.zeros(B, np.uint8)
+    flags8 = flags.view(np.uint64)
     m = 0
-    for i in range(lp.shape[0]):
+    s = 0
+    while s < npx:
+        e = min(npx, s + B)
+        nb = e - s
         if use_lut:
-            v = frame[i]
-            log_new = np.float64(log_lut[v])
-            eps = np.float64(eps_lut[v])
+            for j in range(nb):
+                v = frame[s + j]
+                lv[j] = log_lut[v]
+                ev[j] = eps_lut[v]
+            log_new = lv[:nb]
+            eps = ev[:nb]
         else:
-            log_new = np.float64(log_values[i])
-            eps = np.float64(eps_values[i])
-        lp0 = lp[i]
+            log_new = log_values[s:e]
+            eps = eps_values[s:e]
+        lp_b, base_b, on_b, off_b, leak_b = lp[s:e], base[s:e], th_on[s:e], th_off[s:e], leak[s:e] if use_leak else leak
         if use_lowpass:
-            lp1 = np.float32(lp0 + eps * (log_new - np.float64(lp0)))
+            if use_leak:
+                _update_block(log_new, eps, lp_b, base_b, on_b, off_b, leak_b, lp_old, flags, True, True)
+            else:
+                _update_block(log_new, eps, lp_b, base_b, on_b, off_b, leak_b, lp_old, flags, True, False)
+        elif use_leak:
+            _update_block(log_new, eps, lp_b, base_b, on_b, off_b, leak_b, lp_old, flags, False, True)
         else:
-            lp1 = np.float32(log_new)
-        b = base[i]
-        if use_leak:  # without leak, base only moves on events: no read of leak[], no write here
-            b = np.float32(np.float64(b) - np.float64(leak[i]))
-            base[i] = b
-        d = np.float64(lp1) - np.float64(b)
-        if d >= np.float64(th_on[i]) or d <= -np.float64(th_off[i]):
-            cand_idx[m] = i
-            cand_lp0[m] = lp0
-            m += 1
-        lp[i] = lp1
+            _update_block(log_new, eps, lp_b, base_b, on_b, off_b, leak_b, lp_old, flags, False, False)
+        for w in range((nb + 7) // 8):
+            if flags8[w] != 0:
+                for j in range(8 * w, min(8 * w + 8, nb)):  # branch-free: write always, advance on a flag
+                    cand_idx[m] = s + j
+                    cand_lp0[m] = lp_old[j]
+                    m += flags[j]
+        s = e
     return m
 
 
@@ -139,11 +182,13 @@ def frame_crossings(
 
 
 @njit(cache=True, nogil=True)
-def sort_by_time(x, y, t, p, t_lo, span, counts, n_counted, out_x, out_y, out_t, out_p):
-    """Stable counting sort of events with t in [t_lo, t_lo + span) into the output columns. O(n + span).
+def sort_by_time(x, y, t, p, t_lo, span, counts, n_counted, out):
+    """Stable counting sort of events with t in [t_lo, t_lo + span) into ``out``, a DVS_EVENT array. O(n + span).
 
     ``counts[k]`` (length ``span + 1``) already holds how many of the first ``n_counted`` events have
     ``t = t_lo + k - 1``; the rest are counted here. ``counts`` is used up (turned into positions).
+    ``out`` is the one record array a kernel here takes: its four field views are strided, and storing each
+    event's four fields into one 13-byte record at once is about twice as fast as four scattered stores.
     """
     n = t.shape[0]
     for i in range(n_counted, n):
@@ -151,13 +196,15 @@ def sort_by_time(x, y, t, p, t_lo, span, counts, n_counted, out_x, out_y, out_t,
     for k in range(1, span + 1):
         counts[k] += counts[k - 1]
     for i in range(n):
-        k = t[i] - t_lo
+        ti = t[i]
+        k = ti - t_lo
         j = counts[k]
         counts[k] = j + 1
-        out_x[j] = x[i]
-        out_y[j] = y[i]
-        out_t[j] = t[i]
-        out_p[j] = p[i]
+        r = out[j]
+        r.x = x[i]
+        r.y = y[i]
+        r.t = ti
+        r.p = p[i]
 
 
 def warm_up() -> None:
@@ -176,5 +223,4 @@ def warm_up() -> None:
     counts = np.zeros(12, np.int32)
     frame_crossings(cand_idx, cand_lp0, 0, 0, f32.copy(), f32.copy(), th, th, True, f32, 0, 10, 0, t_last.copy(), 2,
                     ox, oy, ot, op, counts)
-    out = np.zeros(2, dtype=DVS_EVENT)  # field views are strided: compile that layout, the one used for real
-    sort_by_time(ox[:1], oy[:1], ot[:1] + 1, op[:1], 1, 1, counts[:2], 0, out["x"], out["y"], out["t"], out["p"])
+    sort_by_time(ox[:1], oy[:1], ot[:1] + 1, op[:1], 1, 1, counts[:2], 0, np.zeros(1, dtype=DVS_EVENT))

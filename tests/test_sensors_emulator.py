@@ -180,7 +180,7 @@ def test_counting_sort_matches_stable_sort(n_counted):
     p = rng.random(n) < 0.5
     out = np.empty(n, DVS_EVENT)
     counts = np.bincount(t[:n_counted] - 100, minlength=778).astype(np.int32)  # as the crossing kernel leaves it
-    K.sort_by_time(x, y, t, p, 101, 777, counts, n_counted, out["x"], out["y"], out["t"], out["p"])
+    K.sort_by_time(x, y, t, p, 101, 777, counts, n_counted, out)
     want = ref_sort(list(zip(x.tolist(), y.tolist(), t.tolist(), p.tolist())))
     assert as_tuples(out) == want
 
