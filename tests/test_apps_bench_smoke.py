@@ -53,3 +53,24 @@ def test_idle_suite_costs_no_ops_in_silence():
 def test_bench_command_rejects_unknown_suites(capsys):
     assert main(["bench", "nonsense"]) == 2
     assert "unknown bench suite" in capsys.readouterr().err
+
+
+def test_bench_writes_its_tables_into_the_readme_section(tmp_path):
+    from apps.cmd_bench import README_END, README_START
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Performance\n\n{README_START}\nold text\n{README_END}\n\n## After\nkept\n")
+    assert main(["bench", "runtime", "--quick", "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old text" not in text and text.endswith("## After\nkept\n")
+    body = text[text.index(README_START):text.index(README_END)]
+    assert "**runtime**" in body and "logical CPUs" in body and "clockless bench" in body
+    assert "fused" in body  # the suite's own table, as printed
+
+
+def test_bench_readme_without_markers_is_a_clear_error(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    assert main(["bench", "runtime", "--quick", "--readme", str(readme)]) == 2
+    assert "bench:start" in capsys.readouterr().err
+    assert readme.read_text() == "# no markers\n"

@@ -33,7 +33,7 @@ __all__ = [
     "build_split", "default_cache_dir", "bin_events",
 ]
 
-DATA_VERSION = 3  # bump when the renderer, emulator sampling or front end changes what a clip contains
+DATA_VERSION = 4  # bump when the renderer, emulator sampling or front end changes what a clip contains
 SPLITS = {"train": 10_000_000, "val": 20_000_000, "test": 30_000_000}  # seed ranges, disjoint
 # (width, height, weight): cheap sizes often, the large ones (DAVIS346, VGA webcam) often enough to be learnt
 SENSOR_SIZES = ((64, 64, 2.0), (96, 72, 1.0), (128, 128, 3.0), (160, 120, 2.0), (240, 180, 1.0), (346, 260, 1.0),

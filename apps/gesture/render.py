@@ -47,11 +47,12 @@ class SceneOptions:
     duration_s: float = 2.0
     fps_choices: tuple[float, ...] = (24.0, 30.0, 30.0, 60.0, 60.0, 120.0, 240.0)
     onset_s: tuple[float, float] = (0.1, 0.6)
-    gesture_s: tuple[float, float] = (0.35, 1.3)
+    gesture_s: tuple[float, float] = (0.35, 1.1)  # swipes and zooms
+    circle_s: tuple[float, float] = (0.7, 1.5)  # a hand takes about a second per turn; faster is a blur at 50 ms
     hand_radius: tuple[float, float] = (0.15, 0.32)
     swipe_amplitude: tuple[float, float] = (0.5, 0.95)  # of the frame's length along the swipe
     circle_radius: tuple[float, float] = (0.15, 0.3)
-    circle_turns: tuple[float, float] = (0.9, 1.5)
+    circle_turns: tuple[float, float] = (0.9, 1.25)
     zoom_ratio: tuple[float, float] = (2.0, 3.5)
     distractor_prob: float = 0.35  # chance a gesture clip has distractors (none clips: their own mix)
     distractor_radius: tuple[float, float] = (0.02, 0.06)
@@ -430,8 +431,9 @@ def render_clip(label: str, seed: int, width: int = 128, height: int = 128, *, o
         onset_us, offset_us = 0, int(t_us[-1])
         n_distract = int(rng.integers(1, 5)) if kind in ("distractors", "empty") or rng.random() < 0.5 else 0
     else:
-        onset = rng.uniform(*opt.onset_s)
-        length = min(rng.uniform(*opt.gesture_s), dur - onset - 0.05)
+        length = min(rng.uniform(*(opt.circle_s if label.startswith("circle") else opt.gesture_s)),
+                     dur - opt.onset_s[0] - 0.05)
+        onset = rng.uniform(opt.onset_s[0], max(opt.onset_s[0], min(opt.onset_s[1], dur - length - 0.05)))
         u = np.clip((t_s - onset) / length, 0.0, 1.0)
         profile = str(rng.choice(list(PROFILES)))
         info["profile"] = profile
