@@ -179,6 +179,10 @@ class Network:
                     d[[sk.D_SH, sk.D_SW]] = layer.stride
                     d[[sk.D_PH, sk.D_PW]] = layer.padding
                     wblock = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0), np.float64).ravel()
+                    rows_w, taps = sk.conv_row_weights(layer.weight, layer.stride[1])
+                    d[sk.D_ROW_OFF] = w_off + wblock.shape[0]
+                    d[sk.D_ROW_TAPS] = taps
+                    wblock = np.concatenate([wblock, rows_w])
                 else:
                     d[sk.D_TYPE] = sk.T_POOL if layer.neuron is not None else sk.T_POOL_ADDR
                     d[[sk.D_KH, sk.D_KW]] = layer.kernel_size

@@ -3,7 +3,9 @@
 Everything is passed as flat arrays (see ``runtime/engine/network.py`` for how they are built):
 
 * ``desc[l, D_*]`` int64 layer descriptors; ``fpar[l, F_*]`` float parameters;
-* ``W`` all weights in scatter order: conv ``[c, ky, kx, o]``, linear ``[i, o]``, recurrent ``[from, to]``;
+* ``W`` all weights in scatter order: conv ``[c, ky, kx, o]``, linear ``[i, o]``, recurrent ``[from, to]``; conv
+  layers also have their weights in row order (``conv_row_weights``) at ``D_ROW_OFF``, so that the taps of one
+  kernel row that an event reaches are one contiguous run of neurons times one contiguous run of weights;
 * ``u`` neuron states of all layers, each layer channel-last ``(H, W, C)`` so one kernel tap touches C
   contiguous neurons. In ``DECAY_FRAME`` mode ``u = v · exp((t - tref) / tau)`` (time-invariant frame, one exp
   per distinct input timestamp, renormalised when the frame grows past ``exp(RENORM)``); in ``DECAY_EXP`` /
@@ -29,7 +31,8 @@ D_TYPE, D_IN_C, D_IN_H, D_IN_W, D_OUT_C, D_OUT_H, D_OUT_W = 0, 1, 2, 3, 4, 5, 6
 D_KH, D_KW, D_SH, D_SW, D_PH, D_PW = 7, 8, 9, 10, 11, 12
 D_W_OFF, D_U_OFF, D_N, D_REC, D_REC_OFF, D_REC_DELAY, D_DELAY = 13, 14, 15, 16, 17, 18, 19
 D_RESET, D_REFR, D_DECAY, D_CG, D_CG_OFF, D_LUT_OFF, D_LUT_LEN = 20, 21, 22, 23, 24, 25, 26
-D_COLS = 27
+D_ROW_OFF, D_ROW_TAPS = 27, 28  # conv: the same weights in row order (see conv_row_weights)
+D_COLS = 29
 # float parameter columns
 F_THETA, F_TAU, F_CG_TAU = 0, 1, 2
 F_COLS = 3
@@ -193,6 +196,20 @@ def _fire(u, n, thr, reset):
 
 
 @njit(cache=True, inline="always")
+def _row_add(u, W, us, ws, n, g, thr):
+    """u[us:us+n] += W[ws:ws+n] · g; returns how many of them are now at ``thr`` or above (as stored in u).
+    Slices and a count instead of a max: indices the compiler knows are ≥ 0 and no ordered float reduction, so
+    the loop vectorises (each neuron gets exactly the operations of a scalar loop)."""
+    ub = u[us:us + n]
+    wb = W[ws:ws + n]
+    hits = 0
+    for m in range(n):
+        ub[m] = ub[m] + wb[m] * g
+        hits += ub[m] >= thr
+    return hits
+
+
+@njit(cache=True, inline="always")
 def _accumulate_one(u, W, tl, ru, seg_base, seg_woff, seg_cnt, ns, uoff, g, thr, t, refr, mode, tau, lut, lut_off,
                     lut_len, spk_n, n_spk):
     """One event alone at its timestamp: its targets are distinct, so accumulate and test in one pass.
@@ -201,14 +218,8 @@ def _accumulate_one(u, W, tl, ru, seg_base, seg_woff, seg_cnt, ns, uoff, g, thr,
     if refr == 0 and (mode == DECAY_NONE or mode == DECAY_FRAME):
         for s in range(ns):
             base = uoff + seg_base[s]
-            woff = seg_woff[s]
             cnt = seg_cnt[s]
-            top = -np.inf
-            for k in range(cnt):  # branch-free so that it vectorises; spikes are rare, look for them after
-                xv = u[base + k] + W[woff + k] * g
-                u[base + k] = xv
-                top = max(top, xv)
-            if top >= thr:
+            if _row_add(u, W, base, seg_woff[s], cnt, g, thr) > 0:  # spikes are rare: look for them after
                 for k in range(cnt):
                     if u[base + k] >= thr:
                         spk_n[n_spk] = base + k
@@ -233,13 +244,30 @@ def _accumulate_one(u, W, tl, ru, seg_base, seg_woff, seg_cnt, ns, uoff, g, thr,
     return n_spk, ops
 
 
+def conv_row_weights(weight: np.ndarray, stride_w: int) -> tuple[np.ndarray, int]:
+    """Conv weights ``(O, C, KH, KW)`` in row order for ``_conv_walk``: ``[c, ky, r, pos, o]`` where ``r`` is the
+    column phase ``kx % stride_w`` and ``pos = taps - 1 - kx // stride_w`` (taps = ⌈KW / stride_w⌉, unused slots
+    0). An input event reaches, in one kernel row, the taps ``kx = r, r + sw, ...`` at output columns ``ox0,
+    ox0 - 1, ...``: stored reversed, they sit in the same ascending order as those neurons (channel-last), so a
+    row is one contiguous loop that the compiler vectorises. Returns (flat weights, taps)."""
+    o, c, kh, kw = weight.shape
+    sw = int(stride_w)
+    taps = -(-kw // sw)
+    out = np.zeros((c, kh, sw, taps, o), np.float64)
+    for kx in range(kw):
+        out[:, :, kx % sw, taps - 1 - kx // sw, :] = weight[:, :, :, kx].transpose(1, 2, 0)
+    return out.ravel(), taps
+
+
 @njit(cache=True, inline="always")
 def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset):
     """The hot path: conv layers without refractoriness or per-neuron decay. Walks the kernel taps that land
-    inside the output directly (no target list). ``what``: 0 accumulate and list the neurons at threshold (an
-    event alone at its timestamp); 1 accumulate and list the taps (first neuron of C) where some neuron is at
-    threshold after this update (candidates, in spk_n; a neuron at threshold after its group is one after its
-    last update in the group); 2 test and fire every tap (after a group was accumulated)."""
+    inside the output directly (no target list), one contiguous row of taps at a time (row-order weights).
+    ``what``: 0 accumulate and list the neurons at threshold (an event alone at its timestamp); 1 accumulate
+    and list the taps (first neuron of C) where some neuron is at threshold after this update (candidates, in
+    spk_n; a neuron at threshold after its group is one after its last update in the group); 2 test and fire
+    every tap (after a group was accumulated). Taps are listed in the order kx ascending (output column
+    descending) and rows in ky ascending, neurons within a tap by channel."""
     in_w = desc[l, D_IN_W]
     in_hw = desc[l, D_IN_H] * in_w
     c = a // in_hw
@@ -280,43 +308,54 @@ def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset)
     if kx0 < kw:
         nkx = min((kw - 1 - kx0) // sw + 1, ox0 + 1)
     ops = 0
-    w_c = desc[l, D_W_OFF] + c * kh * kw * oc
+    if nkx <= 0:
+        return n_spk, ops
+    # row-order weights: phase r = kx0 % sw, taps kx0, kx0 + sw, ... stored reversed from slot pos_lo
+    taps = desc[l, D_ROW_TAPS]
+    if sw == 1:
+        r = 0
+        j0 = kx0
+    else:
+        j0 = kx0 // sw
+        r = kx0 - j0 * sw
+    run = nkx * oc
+    ox_lo = ox0 - nkx + 1
+    w_row = desc[l, D_ROW_OFF] + ((c * kh * sw + r) * taps + taps - j0 - nkx) * oc
+    w_step = sh * sw * taps * oc  # from row ky to row ky + sh
+    w_row += ky * sw * taps * oc
     while ky < kh and oy >= 0:
-        base = uoff + (oy * ow + ox0) * oc
-        woff = w_c + (ky * kw + kx0) * oc
-        for j in range(nkx):
-            if what == 0:
-                top = -np.inf
-                for k in range(oc):  # branch-free so that it vectorises; spikes are rare, look for them after
-                    xv = u[base + k] + W[woff + k] * g
-                    u[base + k] = xv
-                    top = max(top, xv)
-                if top >= thr:
+        us = uoff + (oy * ow + ox_lo) * oc
+        if what == 0:
+            if _row_add(u, W, us, w_row, run, g, thr) > 0:
+                for j in range(nkx):  # spikes are rare: find them, taps in walk order
+                    tb = us + (nkx - 1 - j) * oc
                     for k in range(oc):
-                        if u[base + k] >= thr:
-                            spk_n[n_spk] = base + k
+                        if u[tb + k] >= thr:
+                            spk_n[n_spk] = tb + k
                             n_spk += 1
-            elif what == 1:
-                top = -np.inf
+        elif what == 1:
+            if _row_add(u, W, us, w_row, run, g, thr) > 0:
+                for j in range(nkx):
+                    tb = us + (nkx - 1 - j) * oc
+                    hit = False
+                    for k in range(oc):
+                        hit |= u[tb + k] >= thr
+                    if hit:
+                        if n_spk < spk_n.shape[0]:
+                            spk_n[n_spk] = tb
+                        n_spk += 1  # past the end: the caller falls back to testing every tap
+        else:
+            for j in range(nkx):
+                tb = us + (nkx - 1 - j) * oc
                 for k in range(oc):
-                    xv = u[base + k] + W[woff + k] * g
-                    u[base + k] = xv
-                    top = max(top, xv)
-                if top >= thr:
-                    if n_spk < spk_n.shape[0]:
-                        spk_n[n_spk] = base
-                    n_spk += 1  # past the end: the caller falls back to testing every tap
-            else:
-                for k in range(oc):
-                    if u[base + k] >= thr:
-                        spk_n[n_spk] = base + k
-                        spk_k[n_spk] = _fire(u, base + k, thr, reset)
+                    if u[tb + k] >= thr:
+                        spk_n[n_spk] = tb + k
+                        spk_k[n_spk] = _fire(u, tb + k, thr, reset)
                         n_spk += 1
-            base -= oc
-            woff += sw * oc
-        ops += nkx * oc
+        ops += run
         ky += sh
         oy -= 1
+        w_row += w_step
     return n_spk, ops
 
 
