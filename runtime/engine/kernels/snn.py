@@ -326,24 +326,31 @@ def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset)
     while ky < kh and oy >= 0:
         us = uoff + (oy * ow + ox_lo) * oc
         if what == 0:
-            if _row_add(u, W, us, w_row, run, g, thr) > 0:
-                for j in range(nkx):  # spikes are rare: find them, taps in walk order
-                    tb = us + (nkx - 1 - j) * oc
-                    for k in range(oc):
-                        if u[tb + k] >= thr:
-                            spk_n[n_spk] = tb + k
-                            n_spk += 1
-        elif what == 1:
-            if _row_add(u, W, us, w_row, run, g, thr) > 0:
+            hits = _row_add(u, W, us, w_row, run, g, thr)
+            if hits > 0:  # spikes are rare: find them, taps in walk order, until all are found
+                stop = n_spk + hits
                 for j in range(nkx):
                     tb = us + (nkx - 1 - j) * oc
-                    hit = False
+                    for k in range(oc):  # branch-free: write always, advance on a spike
+                        spk_n[n_spk] = tb + k
+                        n_spk += u[tb + k] >= thr
+                    if n_spk == stop:
+                        break
+        elif what == 1:
+            hits = _row_add(u, W, us, w_row, run, g, thr)
+            if hits > 0:
+                for j in range(nkx):
+                    tb = us + (nkx - 1 - j) * oc
+                    found = 0
                     for k in range(oc):
-                        hit |= u[tb + k] >= thr
-                    if hit:
+                        found += u[tb + k] >= thr
+                    if found:
                         if n_spk < spk_n.shape[0]:
                             spk_n[n_spk] = tb
                         n_spk += 1  # past the end: the caller falls back to testing every tap
+                        hits -= found
+                        if hits == 0:
+                            break
         else:
             for j in range(nkx):
                 tb = us + (nkx - 1 - j) * oc
