@@ -7,10 +7,13 @@ Model, per channel c of ``channels`` log-spaced between ``f_lo_hz`` and ``f_hi_h
    samples whose time lies in [k·frame_us, (k+1)·frame_us) from the first sample), giving the frame's mean power;
 3. envelope: one-pole smoothing of the frame power with time constant ``tau_env_us``, clamped from below to
    the energy floor ``floor_db`` (dB of mean-square power, full-scale square wave = 0 dB);
-4. optional noise floor (``noise_tau_us`` > 0): a valley follower of the envelope that falls with it at once and
-   rises toward it with time constant ``noise_tau_us``; the envelope is also clamped to this floor plus
-   ``noise_margin_db``, so a steady background (fan, tap, traffic) stops producing events after about
-   ``noise_tau_us`` while speech above it still does;
+4. optional noise floor (``noise_tau_us`` > 0), per channel: a valley follower of a slow envelope (the envelope
+   smoothed again with time constant ``noise_smooth_us``; 0 = the envelope itself) that falls with it at once and
+   rises toward it with time constant ``noise_tau_us``, by at most ``noise_rise_db_per_s`` (0 = no cap); it starts
+   at the channel's first frame. The envelope is clamped to this floor plus ``noise_margin_db``, so a steady
+   background (fan, tap, traffic) stops producing events while speech above it still does. Following the slow
+   envelope keeps the floor near the noise's mean instead of its deepest dips (narrow bands of noise fluctuate
+   by many dB from frame to frame), and the capped rise keeps a long stretch of speech from lifting it;
 5. delta modulation of the envelope on a log scale: an ON event each time it rises ``delta_db`` above the level
    of the channel's last event, an OFF event each time it falls ``delta_db`` below it (at most
    ``max_events_per_frame`` per channel and frame). Events carry the time of the frame's last sample.
@@ -22,7 +25,7 @@ frames are fixed in stream time and all state lives in ``FrontEndState``.
 
 Work is counted as ``frontend_macs``: 4 multiply-accumulates per active channel and sample (3 in the biquad, 1 in
 the squaring accumulator) and 2 per active channel and frame (smoothing, threshold scaling), plus 2 per active
-channel and frame with the noise floor on.
+channel and frame with the noise floor on, 1 more for its slow envelope and 1 more for its rise cap.
 """
 
 from __future__ import annotations
@@ -36,7 +39,14 @@ from runtime.events import AUDIO_EVENT
 from runtime.packet import Packet
 from runtime.spec import StreamSpec, audio_spec
 
-from .audio_kernels import MACS_PER_FRAME, MACS_PER_FRAME_NOISE, MACS_PER_SAMPLE, frontend_block
+from .audio_kernels import (
+    MACS_PER_FRAME,
+    MACS_PER_FRAME_NOISE,
+    MACS_PER_FRAME_RISE,
+    MACS_PER_FRAME_SLOW,
+    MACS_PER_SAMPLE,
+    frontend_block,
+)
 
 __all__ = ["PCM_SAMPLE", "pcm_spec", "AudioFrontEnd", "FrontEndState", "center_frequencies", "bandpass_coefs"]
 
@@ -90,7 +100,10 @@ class FrontEndState:
     env: np.ndarray
     ref: np.ndarray
     noise: np.ndarray
+    slow: np.ndarray
     gamma: float = 0.0
+    kappa: float = 1.0
+    rise: float = 0.0
     margin: float = 1.0
     n_samples: int = 0  # samples consumed so far = absolute index of the next sample
     frames: int = 0
@@ -132,6 +145,8 @@ class AudioFrontEnd:
     frame_us: int = 1000
     noise_tau_us: int = 0  # 0: no noise-floor tracking
     noise_margin_db: float = 6.0
+    noise_smooth_us: int = 0  # 0: the noise floor follows the envelope itself
+    noise_rise_db_per_s: float = 0.0  # 0: no cap on how fast the noise floor rises
 
     def __post_init__(self):
         problems = []
@@ -147,9 +162,10 @@ class AudioFrontEnd:
             problems.append(f"delta_db must be > 0, got {self.delta_db}")
         if not 100 <= self.frame_us <= 1_000_000:
             problems.append(f"frame_us must be in 100..1000000 µs, got {self.frame_us}")
-        if self.noise_tau_us < 0 or self.noise_margin_db < 0:
-            problems.append(f"noise_tau_us and noise_margin_db must be ≥ 0, got {self.noise_tau_us}, "
-                            f"{self.noise_margin_db}")
+        if min(self.noise_tau_us, self.noise_margin_db, self.noise_smooth_us, self.noise_rise_db_per_s) < 0:
+            problems.append(f"noise_tau_us, noise_margin_db, noise_smooth_us and noise_rise_db_per_s must be ≥ 0, got "
+                            f"{self.noise_tau_us}, {self.noise_margin_db}, {self.noise_smooth_us}, "
+                            f"{self.noise_rise_db_per_s}")
         if not self.max_events_per_frame >= 1:
             problems.append(f"max_events_per_frame must be ≥ 1, got {self.max_events_per_frame}")
         if problems:
@@ -173,8 +189,10 @@ class AudioFrontEnd:
             beta=1.0 - math.exp(-self.frame_us / self.tau_env_us),
             floor_pow=floor_pow, ratio=10.0 ** (self.delta_db / 10.0),
             xh=np.zeros(2), y1=np.zeros(c), y2=np.zeros(c), acc=np.zeros(c), env=np.zeros(c),
-            ref=np.full(c, floor_pow), noise=np.full(c, floor_pow), n_active=int(active.sum()),
+            ref=np.full(c, floor_pow), noise=np.full(c, -1.0), slow=np.zeros(c), n_active=int(active.sum()),
             gamma=1.0 - math.exp(-self.frame_us / self.noise_tau_us) if self.noise_tau_us > 0 else 0.0,
+            kappa=1.0 - math.exp(-self.frame_us / self.noise_smooth_us) if self.noise_smooth_us > 0 else 1.0,
+            rise=10.0 ** (self.noise_rise_db_per_s * self.frame_us / 1e7) if self.noise_rise_db_per_s > 0 else 0.0,
             margin=10.0 ** (self.noise_margin_db / 10.0),
         )
         _warm_up()
@@ -213,8 +231,7 @@ class AudioFrontEnd:
     def dense_macs_per_bin(self, spec: StreamSpec) -> int:
         rate = self._rate(spec)
         active = int((center_frequencies(self.channels, self.f_lo_hz, self.f_hi_hz) < 0.45 * rate).sum())
-        per_frame = MACS_PER_FRAME + (MACS_PER_FRAME_NOISE if self.noise_tau_us > 0 else 0)
-        return active * (MACS_PER_SAMPLE * rate // 1000) + active * per_frame * 1000 // self.frame_us
+        return active * (MACS_PER_SAMPLE * rate // 1000) + active * self._macs_per_frame() * 1000 // self.frame_us
 
     # ---- direct use (training, bench) -----------------------------------------------------------------------
     def run_array(self, samples: np.ndarray, rate_hz: int) -> tuple[np.ndarray, FrontEndState]:
@@ -240,14 +257,13 @@ class AudioFrontEnd:
         out_t, out_x, out_p = state.out_t, state.out_x, state.out_p
         ne, frames = frontend_block(
             x, n0, state.rate_hz, self.frame_us, state.b0, state.a1, state.a2, state.active, state.beta, state.floor_pow,
-            state.gamma, state.margin, state.ratio, self.max_events_per_frame, state.xh, state.y1, state.y2,
-            state.acc, state.env, state.ref, state.noise, out_t, out_x, out_p,
+            state.gamma, state.kappa, state.rise, state.margin, state.ratio, self.max_events_per_frame, state.xh, state.y1, state.y2,
+            state.acc, state.env, state.ref, state.slow, state.noise, out_t, out_x, out_p,
         )
         n_active = state.n_active
         state.n_samples = n0 + n
         state.frames += frames
-        per_frame = MACS_PER_FRAME + (MACS_PER_FRAME_NOISE if state.gamma > 0 else 0)
-        state.frontend_macs += n_active * (MACS_PER_SAMPLE * n + per_frame * frames)
+        state.frontend_macs += n_active * (MACS_PER_SAMPLE * n + self._macs_per_frame() * frames)
         state.events += ne
         if ne == 0:
             return _EMPTY
@@ -257,6 +273,12 @@ class AudioFrontEnd:
         events["p"] = out_p[:ne]
         events.flags.writeable = False
         return events
+
+    def _macs_per_frame(self) -> int:
+        if self.noise_tau_us <= 0:
+            return MACS_PER_FRAME
+        return (MACS_PER_FRAME + MACS_PER_FRAME_NOISE + (MACS_PER_FRAME_SLOW if self.noise_smooth_us > 0 else 0)
+                + (MACS_PER_FRAME_RISE if self.noise_rise_db_per_s > 0 else 0))
 
     @staticmethod
     def _rate(spec: StreamSpec) -> int:
@@ -279,7 +301,8 @@ def _warm_up() -> None:
     c = 2
     z = np.zeros(c)
     frontend_block(
-        np.zeros(20, np.float32), 0, 16000, 1000, z.copy(), z.copy(), z.copy(), np.ones(c, np.bool_), 0.1, 1e-7, 0.01, 4.0,
-        2.0, 4, np.zeros(2), z.copy(), z.copy(), z.copy(), z.copy(), np.full(c, 1e-7), np.full(c, 1e-7),
+        np.zeros(20, np.float32), 0, 16000, 1000, z.copy(), z.copy(), z.copy(), np.ones(c, np.bool_), 0.1, 1e-7,
+        0.01, 0.5, 1.01, 4.0, 2.0, 4, np.zeros(2), z.copy(), z.copy(), z.copy(), z.copy(), np.full(c, 1e-7), z.copy(),
+        np.full(c, -1.0),
         np.empty(64, np.int64), np.empty(64, np.int16), np.empty(64, np.bool_),
     )

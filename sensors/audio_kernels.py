@@ -9,11 +9,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["frontend_block", "MACS_PER_SAMPLE", "MACS_PER_FRAME", "MACS_PER_FRAME_NOISE"]
+__all__ = ["frontend_block", "MACS_PER_SAMPLE", "MACS_PER_FRAME", "MACS_PER_FRAME_NOISE", "MACS_PER_FRAME_SLOW",
+           "MACS_PER_FRAME_RISE"]
 
 MACS_PER_SAMPLE = 4  # per active channel: band-pass biquad (3 multiplies) + squared output accumulated (1)
 MACS_PER_FRAME = 2  # per active channel and frame: envelope smoothing (1) + delta threshold scaling (1)
 MACS_PER_FRAME_NOISE = 2  # with noise-floor tracking: its rise (1) and the margin scaling (1)
+MACS_PER_FRAME_SLOW = 1  # the floor follows a slower envelope: its smoothing (1)
+MACS_PER_FRAME_RISE = 1  # the floor's rise is capped in dB per second: the cap's scaling (1)
 
 
 @njit(cache=True, nogil=True)
@@ -29,6 +32,8 @@ def frontend_block(
     beta,  # envelope smoothing factor per frame
     floor_pow,  # mean-square power floor: envelopes below it are clamped to it
     gamma,  # noise-floor rise per frame (0: no noise-floor tracking)
+    kappa,  # smoothing per frame of the slow envelope the noise floor follows (1: the envelope itself)
+    rise,  # the noise floor rises by at most this factor per frame (0: no cap)
     margin,  # the clamp level is max(floor_pow, noise floor × margin)
     ratio,  # delta threshold as a power ratio (> 1)
     max_per_frame,  # at most this many events per channel and frame
@@ -38,7 +43,8 @@ def frontend_block(
     acc,  # float64[C] state: sum of y^2 in the open frame
     env,  # float64[C] state: smoothed frame power
     ref,  # float64[C] state: level of the last event (delta modulator reference)
-    noise,  # float64[C] state: noise floor (valley follower of the envelope)
+    slow,  # float64[C] state: slow envelope (what the noise floor follows)
+    noise,  # float64[C] state: noise floor (valley follower of the slow envelope); < 0 before the first frame
     out_t,  # int64[cap] events out
     out_x,  # int16[cap]
     out_p,  # bool[cap]
@@ -50,8 +56,9 @@ def frontend_block(
     sample has been filtered, each active channel's mean power updates its envelope, and the delta modulator
     emits ON events while the envelope exceeds ref * ratio (ref *= ratio each) and OFF events while it is below
     ref / ratio, at the time of that last sample. Envelopes are clamped to ``floor_pow``, so silence never fires,
-    and (when ``gamma`` > 0) to the channel's noise floor × ``margin``: the noise floor follows the envelope down at
-    once and up by ``gamma`` of the gap per frame, so a steady background stops producing events.
+    and (when ``gamma`` > 0) to the channel's noise floor × ``margin``: the noise floor follows a slow envelope
+    (the envelope smoothed again by ``kappa`` per frame) down at once and up by ``gamma`` of the gap per frame,
+    at most by the factor ``rise`` per frame, so a steady background stops producing events.
     """
     n_ch = b0.shape[0]
     ne = 0
@@ -88,7 +95,18 @@ def frontend_block(
                 env[c] = e
                 if gamma > 0.0:
                     nf = noise[c]
-                    nf = e if e < nf else nf + gamma * (e - nf)
+                    if nf < 0.0:  # the channel's first frame: the floor starts at the background heard first
+                        slow[c] = e
+                        nf = e
+                    prev = nf
+                    sl = slow[c] + kappa * (e - slow[c])
+                    slow[c] = sl
+                    if sl < nf:
+                        nf = sl
+                    else:
+                        nf = nf + gamma * (sl - nf)
+                        if rise > 0.0 and nf > prev * rise:
+                            nf = prev * rise
                     noise[c] = nf
                     lo = nf * margin
                     if lo > floor_pow:

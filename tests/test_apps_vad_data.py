@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from apps.vad.data import (
-    HELD_OUT_NOISE, clean_speech_labels, load_mono, load_pools, make_mixture, mix_at_snr, synthesise_espeak,
+    HELD_OUT_NOISE, SYNTHETIC_NOISE, clean_speech_labels, load_mono, load_pools, make_mixture, mix_at_snr, synthesise_espeak,
     synthetic_noise,
 )
 
@@ -39,10 +39,22 @@ def test_mix_at_snr_hits_the_target():
     assert snr == pytest.approx(5.0, abs=0.01)
 
 
-@pytest.mark.parametrize("kind", ["white", "pink", "brown", "hum"])
+@pytest.mark.parametrize("kind", [k for k in SYNTHETIC_NOISE if k != "babble"])
 def test_synthetic_noise_is_unit_rms(kind):
     y = synthetic_noise(np.random.default_rng(2), kind, 16000, 16000)
     assert y.dtype == np.float32 and float(np.sqrt(np.mean(y.astype(np.float64) ** 2))) == pytest.approx(1, rel=1e-3)
+
+
+def test_clicks_are_sparse_transients_and_music_has_steady_pitch():
+    rate = 16000
+    clicks = synthetic_noise(np.random.default_rng(4), "clicks", rate * 2, rate).astype(np.float64)
+    power_ms = (clicks.reshape(-1, 16) ** 2).mean(axis=1)
+    assert np.mean(power_ms > 0.1 * power_ms.max()) < 0.2  # energy sits in a few short bursts
+    music = synthetic_noise(np.random.default_rng(5), "music", rate * 2, rate).astype(np.float64)
+    spec = np.abs(np.fft.rfft(music[:4096] * np.hanning(4096)))
+    assert spec.max() > 20 * np.median(spec)  # tonal: harmonic peaks far above the floor
+    with pytest.raises(ValueError, match="clicks"):
+        synthetic_noise(np.random.default_rng(0), "rattle", 100, rate)
 
 
 def test_pools_exclude_held_out_noise_and_mixtures_are_sane(shared_data, tmp_path):
@@ -61,3 +73,6 @@ def test_pools_exclude_held_out_noise_and_mixtures_are_sane(shared_data, tmp_pat
         assert x.shape == (48000,) and lab.shape == (3000,) and np.abs(x).max() <= 1.0 and np.isfinite(x).all()
         fractions.append(lab.mean())
     assert 0.1 < np.mean(fractions) < 0.9
+    x, lab = make_mixture(np.random.default_rng(4), pools, 3.0, speech_prob=1.0, level_db=(-50.0, -50.0))
+    speech_rms_db = 10 * np.log10(np.mean(x.astype(np.float64)[np.repeat(lab, 16)] ** 2))
+    assert lab.any() and -52.0 < speech_rms_db < -40.0  # speech at -50 dBFS plus the noise under it

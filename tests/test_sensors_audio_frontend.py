@@ -25,8 +25,11 @@ def reference_frontend(x, rate, fe: AudioFrontEnd):
     floor = 10.0 ** (fe.floor_db / 10.0)
     ratio = 10.0 ** (fe.delta_db / 10.0)
     gamma = 1.0 - math.exp(-fe.frame_us / fe.noise_tau_us) if fe.noise_tau_us else 0.0
+    kappa = 1.0 - math.exp(-fe.frame_us / fe.noise_smooth_us) if fe.noise_smooth_us else 1.0
+    rise_db_per_frame = fe.noise_rise_db_per_s * fe.frame_us / 1e6
     margin = 10.0 ** (fe.noise_margin_db / 10.0)
-    noise = [floor] * fe.channels
+    noise = [None] * fe.channels  # no floor before the channel's first frame
+    slow = [0.0] * fe.channels
     events = []
     x1 = x2 = 0.0
     y1 = [0.0] * fe.channels
@@ -54,7 +57,16 @@ def reference_frontend(x, rate, fe: AudioFrontEnd):
                 acc[c] = 0.0
                 lo = floor
                 if gamma:
-                    noise[c] = env[c] if env[c] < noise[c] else noise[c] + gamma * (env[c] - noise[c])
+                    if noise[c] is None:
+                        noise[c] = slow[c] = env[c]
+                    slow[c] = slow[c] + kappa * (env[c] - slow[c])
+                    if slow[c] < noise[c]:
+                        noise[c] = slow[c]
+                    else:
+                        up = noise[c] + gamma * (slow[c] - noise[c])
+                        if rise_db_per_frame:
+                            up = min(up, noise[c] * 10.0 ** (rise_db_per_frame / 10.0))
+                        noise[c] = up
                     lo = max(floor, noise[c] * margin)
                 e = max(env[c], lo)
                 m = 0
@@ -88,14 +100,16 @@ def _pcm(x, rate, n0=0):
     return pcm_packet(np.asarray(x, np.float32), n0, rate)
 
 
-@pytest.mark.parametrize("rate, noise_tau_us, frame_us", [
-    (8000, 0, 1000), (16000, 0, 1000), (44100, 0, 1000), (16000, 50_000, 1000), (22050, 20_000, 1000),
-    (16000, 100_000, 10_000), (22050, 0, 10_000), (44100, 30_000, 2500),
+@pytest.mark.parametrize("rate, noise_tau_us, frame_us, smooth_us, rise_db_s", [
+    (8000, 0, 1000, 0, 0), (16000, 0, 1000, 0, 0), (44100, 0, 1000, 0, 0), (16000, 50_000, 1000, 0, 0),
+    (22050, 20_000, 1000, 30_000, 0), (16000, 100_000, 10_000, 0, 0), (22050, 0, 10_000, 0, 0),
+    (44100, 30_000, 2500, 0, 20.0), (16000, 20_000, 10_000, 50_000, 10.0),
 ])
-def test_kernel_matches_reference(rate, noise_tau_us, frame_us):
+def test_kernel_matches_reference(rate, noise_tau_us, frame_us, smooth_us, rise_db_s):
     rng = np.random.default_rng(1)
     x = _speechlike(rng, rate, 0.3) + (rng.standard_normal(int(rate * 0.3)) * 0.02).astype(np.float32)
-    fe = AudioFrontEnd(channels=8, max_events_per_frame=3, noise_tau_us=noise_tau_us, frame_us=frame_us)
+    fe = AudioFrontEnd(channels=8, max_events_per_frame=3, noise_tau_us=noise_tau_us, frame_us=frame_us,
+                       noise_smooth_us=smooth_us, noise_rise_db_per_s=rise_db_s)
     fast, state = fe.run_array(x, rate)
     slow, env = reference_frontend(x, rate, fe)
     assert fast.size > 20

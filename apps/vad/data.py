@@ -24,7 +24,7 @@ from runtime.errors import FormatError
 
 __all__ = [
     "HELD_OUT_NOISE", "AUDIO_SUFFIXES", "default_audio_dir", "load_mono", "resample", "clean_speech_labels",
-    "synthesise_espeak", "Pools", "load_pools", "make_mixture", "synthetic_noise", "mix_at_snr",
+    "synthesise_espeak", "Pools", "SYNTHETIC_NOISE", "load_pools", "make_mixture", "synthetic_noise", "mix_at_snr",
 ]
 
 HELD_OUT_NOISE = (
@@ -35,6 +35,7 @@ HELD_OUT_NOISE = (
     "noise5.wav",
 )
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+SYNTHETIC_NOISE = ("white", "pink", "brown", "babble", "hum", "clicks", "music")
 
 
 def default_audio_dir() -> Path:
@@ -225,7 +226,8 @@ def _pink(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
 
 
 def synthetic_noise(rng: np.random.Generator, kind: str, n: int, rate_hz: int, pools: Pools | None = None) -> np.ndarray:
-    """Unit-RMS synthetic noise: white, pink, brown, hum (mains + harmonics) or babble (many talkers)."""
+    """Unit-RMS synthetic noise: white, pink, brown, hum (mains + harmonics), babble (many talkers), clicks
+    (keyboard-like transients) or music (notes of steady pitch with harmonics, sometimes chords and drums)."""
     if kind == "white":
         y = rng.standard_normal(n)
     elif kind == "pink":
@@ -249,11 +251,58 @@ def synthetic_noise(rng: np.random.Generator, kind: str, n: int, rate_hz: int, p
             seg = s[o:o + n]
             y += seg / (seg.std() + 1e-9)
         y = fftconvolve(y, _rir(rng, rate_hz, rng.uniform(0.4, 1.0)), mode="full")[:n]
+    elif kind == "clicks":
+        y = _clicks(rng, n, rate_hz, rate_per_s=rng.uniform(2, 14))
+    elif kind == "music":
+        y = _music(rng, n, rate_hz)
     else:
-        raise ValueError(f"unknown synthetic noise kind {kind!r}: expected white, pink, brown, hum or babble")
+        raise ValueError(f"unknown synthetic noise kind {kind!r}: expected one of {', '.join(SYNTHETIC_NOISE)}")
     y = np.asarray(y, dtype=np.float64)
     y = y - y.mean()
     return (y / (np.sqrt(np.mean(y ** 2)) + 1e-12)).astype(np.float32)
+
+
+def _clicks(rng: np.random.Generator, n: int, rate_hz: int, rate_per_s: float) -> np.ndarray:
+    """Short decaying bursts, each through its own resonance, at random times (typing, tapping, dishes)."""
+    from scipy.signal import lfilter
+
+    y = np.zeros(n)
+    t = 0
+    while True:
+        t += int(rng.exponential(1.0 / rate_per_s) * rate_hz) + rate_hz // 100
+        if t >= n:
+            break
+        m = int(rng.uniform(0.002, 0.03) * rate_hz)
+        burst = rng.standard_normal(m) * np.exp(-np.arange(m) / (m / rng.uniform(2, 6)))
+        f = rng.uniform(200, 0.4 * rate_hz) / rate_hz
+        r = rng.uniform(0.8, 0.99)
+        burst = lfilter([1.0], [1.0, -2 * r * np.cos(2 * np.pi * f), r * r], burst)
+        k = min(m, n - t)
+        y[t:t + k] += burst[:k] * 10 ** (rng.normal(0, 6) / 20) / (np.abs(burst).max() + 1e-12)
+    return y + 1e-3 * rng.standard_normal(n)
+
+
+def _music(rng: np.random.Generator, n: int, rate_hz: int) -> np.ndarray:
+    """Notes of steady pitch (harmonic spectra, attack and decay) in one to three voices, sometimes with drums."""
+    y = np.zeros(n)
+    for _ in range(int(rng.integers(1, 4))):
+        t = 0
+        timbre = rng.uniform(0, 1, 12) / np.arange(1, 13) ** rng.uniform(0.5, 2.0)
+        base = rng.uniform(np.log(80), np.log(900))
+        while t < n:
+            m = int(rng.uniform(0.1, 0.9) * rate_hz)
+            f0 = np.exp(base + rng.normal(0, 0.3))
+            k = np.arange(min(m, n - t))
+            vib = 1 + 0.004 * np.sin(2 * np.pi * rng.uniform(4, 7) * k / rate_hz) * (rng.random() < 0.5)
+            phase = 2 * np.pi * f0 * np.cumsum(vib) / rate_hz
+            note = sum(a * np.sin(h * phase) for h, a in enumerate(timbre, 1) if h * f0 < 0.45 * rate_hz)
+            env = np.minimum(1.0, k / (0.01 * rate_hz)) * np.exp(-k / (rng.uniform(0.1, 1.5) * rate_hz))
+            y[t:t + k.size] += note * env * rng.uniform(0.3, 1.0)
+            t += m if rng.random() < 0.85 else m + int(rng.uniform(0.05, 0.4) * rate_hz)
+    if rng.random() < 0.4:
+        drums = _clicks(rng, n, rate_hz, rate_per_s=rng.uniform(2, 6))
+        y = y / (y.std() + 1e-12) + drums / (drums.std() + 1e-12) * rng.uniform(0.2, 1.0)
+    return y
 
 
 def _rir(rng: np.random.Generator, rate_hz: int, rt60_s: float) -> np.ndarray:
@@ -279,7 +328,7 @@ def mix_at_snr(speech: np.ndarray, labels_ms: np.ndarray, noise: np.ndarray, snr
 
 def _noise_track(rng: np.random.Generator, pools: Pools, n: int) -> np.ndarray:
     u = rng.random()
-    if u < 0.6 and pools.noise:
+    if u < 0.5 and pools.noise:
         src = pools.noise[int(rng.integers(len(pools.noise)))]
         if len(src) < n:
             src = np.tile(src, n // len(src) + 1)
@@ -287,7 +336,7 @@ def _noise_track(rng: np.random.Generator, pools: Pools, n: int) -> np.ndarray:
         y = src[o:o + n].astype(np.float64)
         y = y / (y.std() + 1e-9)
     else:
-        kind = str(rng.choice(["white", "pink", "brown", "babble", "hum"], p=[0.2, 0.3, 0.15, 0.2, 0.15]))
+        kind = str(rng.choice(SYNTHETIC_NOISE, p=[0.12, 0.18, 0.1, 0.18, 0.1, 0.16, 0.16]))
         y = synthetic_noise(rng, kind, n, pools.rate_hz, pools).astype(np.float64)
     if rng.random() < 0.25:  # a second, independent noise on top
         y = y + rng.uniform(0.1, 1.0) * _noise_track(rng, pools, n)
@@ -299,11 +348,13 @@ def _noise_track(rng: np.random.Generator, pools: Pools, n: int) -> np.ndarray:
 
 
 def make_mixture(rng: np.random.Generator, pools: Pools, duration_s: float, *, real_fraction: float = 0.4,
-                 speech_prob: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+                 speech_prob: float = 0.8, level_db: tuple[float, float] = (-60.0, -8.0),
+                 snr_db: tuple[float, float] = (-5.0, 20.0)) -> tuple[np.ndarray, np.ndarray]:
     """One random training clip at ``pools.rate_hz``: (samples float32, per-ms speech labels).
 
     Utterances (real or synthesised; random speed, gain, reverberation) separated by random pauses, over a
-    background of real or synthetic noise at -5…20 dB SNR; overall level random. Some clips hold no speech.
+    background of real or synthetic noise at ``snr_db`` (uniform, dB); the speech level is uniform in ``level_db``
+    (dBFS rms over the speech; distant meeting speech lies near -50 dBFS). Some clips hold no speech.
     """
     rate = pools.rate_hz
     n = int(duration_s * rate)
@@ -341,17 +392,17 @@ def make_mixture(rng: np.random.Generator, pools: Pools, duration_s: float, *, r
             pos += len(s) + int(rng.exponential(1.5) * rate + 0.15 * rate)
     noise = _noise_track(rng, pools, n)
     if lab.any():
-        x = mix_at_snr(speech, lab, noise, rng.uniform(-5, 20), rate)
-        level_db = rng.uniform(-45, -8)  # speech level, dBFS rms
+        x = mix_at_snr(speech, lab, noise, rng.uniform(*snr_db), rate)
+        level = rng.uniform(*level_db)  # speech level, dBFS rms
         ref = np.sqrt(np.mean(speech.astype(np.float64)[np.repeat(lab, rate // 1000)[:n]] ** 2)) + 1e-12
     else:
         x = noise
-        level_db = rng.uniform(-60, -12)
+        level = rng.uniform(level_db[0] - 10, level_db[1])
         ref = np.sqrt(np.mean(noise.astype(np.float64) ** 2)) + 1e-12
-    x = x * (10 ** (level_db / 20) / ref)
+    x = x * (10 ** (level / 20) / ref)
     if rng.random() < 0.1:  # stretches of digital silence (muted microphone)
         a = int(rng.integers(0, n))
         x[a:a + int(rng.integers(rate // 10, rate))] = 0.0
-    x = x + rng.standard_normal(n).astype(np.float32) * 10 ** (rng.uniform(-100, -75) / 20)  # sensor self-noise
+    x = x + rng.standard_normal(n).astype(np.float32) * 10 ** (rng.uniform(-105, -80) / 20)  # sensor self-noise
     return np.clip(x, -1.0, 1.0).astype(np.float32), lab
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-EXAMPLE = "clockless train vad --minutes 25 --out graphs/weights/vad.json"
+EXAMPLE = "clockless train vad --out graphs/weights/vad.json"
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "graphs" / "weights" / "vad.json"
 
@@ -29,8 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "clockless" / "vad",
                    help="where synthesised speech is kept between runs")
     p.add_argument("--synth", type=int, default=400, help="number of espeak-ng utterances (0: real speech only)")
-    p.add_argument("--minutes", type=float, default=25.0, help="stop after this much wall time")
-    p.add_argument("--steps", type=int, default=4000, help="at most this many optimiser steps")
+    p.add_argument("--steps", type=int, default=4000, help="optimiser steps (the learning-rate schedule spans them)")
+    p.add_argument("--minutes", type=float, default=0.0, help="stop early after this much wall time (0: never; "
+                   "the result then depends on the machine's speed, so the shipped weights are trained without it)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--clip-s", type=float, default=4.0, help="length of each training clip")
     p.add_argument("--bin-ms", type=float, default=1.0, help="training time step (the front end's frame)")
@@ -49,10 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onset-weight", type=float, default=3.0, help="loss weight of speech just after an onset")
     p.add_argument("--noise-tau-ms", type=float, default=500.0, help="front end noise-floor time constant (0: off)")
     p.add_argument("--noise-margin-db", type=float, default=6.0, help="front end margin above the noise floor")
+    p.add_argument("--noise-smooth-ms", type=float, default=0.0, help="front end: the noise floor follows the "
+                   "envelope smoothed with this time constant (0: the envelope itself)")
+    p.add_argument("--noise-rise-db-per-s", type=float, default=0.0, help="front end: cap on the noise floor's rise")
+    p.add_argument("--floor-db", type=float, default=-70.0, help="front end energy floor (dB of mean-square power)")
+    p.add_argument("--level-db", type=float, nargs=2, default=[-60.0, -8.0], help="speech level range, dBFS rms")
+    p.add_argument("--snr-db", type=float, nargs=2, default=[-5.0, 20.0], help="speech-to-noise ratio range, dB")
     p.add_argument("--max-events-per-frame", type=int, default=16, help="front end cap per channel and frame")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--val-every", type=int, default=100)
+    p.add_argument("--val-clips", type=int, default=48, help="validation mixtures (twice --clip-s long)")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -82,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     # one front-end frame per training bin: all events of a bin share its timestamp, so the event-driven engine
     # computes exactly what training did
     frontend = AudioFrontEnd(noise_tau_us=int(args.noise_tau_ms * 1000), noise_margin_db=args.noise_margin_db,
+                             noise_smooth_us=int(args.noise_smooth_ms * 1000),
+                             noise_rise_db_per_s=args.noise_rise_db_per_s, floor_db=args.floor_db,
                              frame_us=int(args.bin_ms * 1000), max_events_per_frame=args.max_events_per_frame)
+    mix = {"level_db": tuple(args.level_db), "snr_db": tuple(args.snr_db)}
     cfg = VadConfig(inputs=2 * frontend.channels, hidden=tuple(args.hidden), readout=args.readout,
                     tau_us=tuple(t * 1000 for t in args.tau_ms), recurrent=tuple(bool(r) for r in args.recurrent),
                     reset=tuple(args.reset), tau_y_us=args.tau_trace_ms * 1000,
@@ -92,18 +103,19 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed + 1)
     bin_us = int(args.bin_ms * 1000)
-    val = [_clip(np.random.default_rng(10_000 + i), pools, frontend, args.clip_s * 2, bin_us) for i in range(24)]
+    val = [_clip(np.random.default_rng(10_000 + i), pools, frontend, args.clip_s * 2, bin_us, mix)
+           for i in range(args.val_clips)]
     val_x = torch.from_numpy(np.stack([v[0] for v in val]))
     val_y = np.stack([v[1] for v in val])
     best = (-1.0, None, 0)
-    budget_s = args.minutes * 60
+    budget_s = args.minutes * 60 if args.minutes > 0 else float("inf")
     step = 0
     history = []
     while step < args.steps and time.perf_counter() - t_start < budget_s:
-        frac = min(1.0, (time.perf_counter() - t_start) / budget_s)
+        frac = step / args.steps  # schedule by step, not wall time: same weights on any machine
         for g in opt.param_groups:
             g["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))
-        batch = [_clip(rng, pools, frontend, args.clip_s, bin_us) for _ in range(args.batch)]
+        batch = [_clip(rng, pools, frontend, args.clip_s, bin_us, mix) for _ in range(args.batch)]
         x = torch.from_numpy(np.stack([b[0] for b in batch]))
         lab = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.float64))
         y, rate = net(x)
@@ -129,27 +141,31 @@ def main(argv: list[str] | None = None) -> int:
                             "hidden_rate_hz": float(vrate) * 1000})
             say(f"step {step:5d} {time.perf_counter() - t_start:6.0f}s loss {float(loss_value):.3f} val BA "
                 f"{m['balanced_accuracy']:.3f} AUC {m['roc_auc']:.3f} hidden {float(vrate) * 1000:.1f} Hz")
-            if m["balanced_accuracy"] > best[0]:
-                best = (m["balanced_accuracy"], {k: v.detach().clone() for k, v in net.state_dict().items()}, step)
+            quality = (m["balanced_accuracy"] + m["roc_auc"]) / 2  # the segmenter picks its thresholds later
+            if quality > best[0]:
+                best = (quality, {k: v.detach().clone() for k, v in net.state_dict().items()}, step)
     if best[1] is not None:
         net.load_state_dict(best[1])
     train_s = time.perf_counter() - t_start
     segmenter, seg_metrics = tune_segmenter(net, val_x.numpy(), val_y)
     say(f"segmenter on validation mixtures: {segmenter} → {seg_metrics}")
-    info = {"steps": step, "best_step": best[2], "best_val_balanced_accuracy": best[0], "train_s": round(train_s, 1),
+    info = {"steps": step, "best_step": best[2], "best_val_mean_ba_auc": round(best[0], 4), "train_s": round(train_s, 1),
             "seed": args.seed, "batch": args.batch, "clip_s": args.clip_s, "synth_utterances": args.synth,
-            "lr": args.lr, "rate_penalty": args.rate_penalty, "segmenter_val": seg_metrics, "history": history[-10:]}
+            "lr": args.lr, "rate_penalty": args.rate_penalty, "mix": mix, "argv": list(argv) if argv else [],
+            "segmenter_val": seg_metrics, "history": history[-10:]}
     save_network(args.out, net, frontend, info, segmenter)
-    say(f"wrote {args.out} after {step} steps in {train_s / 60:.1f} min (best val BA {best[0]:.3f} at step {best[2]})")
+    say(f"wrote {args.out} after {step} steps in {train_s / 60:.1f} min (best val (BA + AUC) / 2 {best[0]:.3f} at step "
+        f"{best[2]})")
     return 0
 
 
-def _clip(rng: np.random.Generator, pools, frontend, duration_s: float, bin_us: int = 1000
+def _clip(rng: np.random.Generator, pools, frontend, duration_s: float, bin_us: int = 1000, mix: dict | None = None
           ) -> tuple[np.ndarray, np.ndarray]:
-    """One training clip as front-end event counts per bin (T, 2C) and labels per bin (T,) (at the bin's centre)."""
+    """One training clip as front-end event counts per bin (T, 2C) and labels per bin (T,) (at the bin's centre);
+    ``mix``: keyword arguments of ``make_mixture`` (level and SNR ranges)."""
     from .data import make_mixture, resample
 
-    x, lab = make_mixture(rng, pools, duration_s)
+    x, lab = make_mixture(rng, pools, duration_s, **(mix or {}))
     rate = pools.rate_hz
     if rng.random() < 0.15:  # telephone-band audio: the front end switches its upper channels off
         x, rate = resample(x, rate, 8000), 8000
@@ -230,11 +246,11 @@ def tune_segmenter(net, val_x: np.ndarray, lab: np.ndarray) -> tuple[dict, dict]
         return [seg.result(run_stage(seg, spec, cut_at(ev, [], t_end_us=t_end))[1])["segments"] for ev, t_end in streams]
 
     candidates = []
-    for on in (0.4, 0.5, 0.6, 0.7):
-        for off in (0.2, 0.3, 0.4):
+    for on in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+        for off in (0.15, 0.2, 0.3, 0.4, 0.5):
             if off > on:
                 continue
-            for hang_ms in (100, 200, 300, 400):
+            for hang_ms in (100, 200, 300, 500):
                 if cfg.integrator_readout and 1 / (1 + np.exp(-readout["bias"])) >= off:
                     continue
                 seg = SpeechSegmenter(on=on, off=off, hangover_us=hang_ms * 1000, onset_lead_us=0, **readout)
