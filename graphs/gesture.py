@@ -1,5 +1,6 @@
 """The gesture graph: camera events → image orientation → square crop → integrate-and-fire binning to the
-network input (event density evened out across sensors) → attention gates → spiking network → early-decision sink.
+network input (event density evened out across sensors) → attention gates → motion directions → delay lines →
+spiking network → early-decision sink.
 
     g = Graph("gesture")
     ev  = g.source("input", source)                       # any DVS source: any sensor size and orientation
@@ -8,9 +9,10 @@ network input (event density evened out across sensors) → attention gates → 
     ev  = g.stage("bin", BinToInput(32), ev)              # f × f IAF pooling → 32 × 32, density scaled by 1/f²
     ev  = g.stage("spatial_gate", SpatialGate(...), ev)  # attention: drop events of quiet tiles
     ev  = g.stage("temporal_gate", TemporalGate(...), ev)  # attention: drop quiet 10 ms windows
-    l1  = g.stage("line1", DelayLine(1, 3), g.stage("delay1", Delay(120_000), ev))   # delay lines: the input
-    l2  = g.stage("line2", DelayLine(2, 3), g.stage("delay2", Delay(240_000), ev))   # again, 120/240 ms later
-    spk = g.stage("snn", net.network(), line0, l1, l2)    # 3 conv, recurrent, output (LIF)
+    ev  = g.stage("motion", MotionDirections(8), ev)      # ON/OFF → 8 edge-motion direction channels
+    l0  = g.stage("line0", DelayLine(0, 2), ev)           # delay lines: the directions now and
+    l1  = g.stage("line1", DelayLine(1, 2), g.stage("delay1", Delay(200_000), ev))   # 200 ms later
+    spk = g.stage("snn", net.network(), l0, l1)           # 3 conv, sum-pool, recurrent, output (LIF)
     g.sink("decide", GestureDecision(labels, config), spk)
 
 The front-end stages adapt to the sensor when the source opens (its spec gives size and orientation): a stage
@@ -37,6 +39,7 @@ from runtime.stages import Delay
 from sensors.filters import RegionOfInterest, ToImageOrientation
 
 from .gesture_decision import DecisionConfig, GestureDecision
+from .motion import MotionDirections
 from .network import load_network, read_topology
 
 __all__ = [
@@ -187,7 +190,7 @@ def default_gates(config: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
 
 def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] = (8, 16, 32), hidden: int = 128,
              conv3_stride: int = 2, delays_us: Sequence[int] = (0,), gates: Sequence[Any] | None = None,
-             meta: Mapping[str, Any] | None = None, pool: int = 1) -> dict:
+             meta: Mapping[str, Any] | None = None, pool: int = 1, motion: MotionDirections | None = None) -> dict:
     """The gesture network's topology in the ``graphs.network`` file format: three convolutions (5×5 stride 2,
     3×3 stride 2, 3×3 stride ``conv3_stride``) of LIF neurons, optionally a ``pool``×``pool`` sum-pool, a recurrent
     LIF layer (feedback one training bin
@@ -206,7 +209,7 @@ def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] =
     flat = c3 * (side // int(pool)) ** 2
     pooling = ([{"name": "pool", "type": "sumpool2d", "kernel_size": int(pool), "stride": int(pool), "neuron": None}]
                if int(pool) > 1 else [])
-    n_in = 2 * len(delays_us)
+    n_in = (motion.n_dir if motion is not None else 2) * len(delays_us)
     return {
         "format": "clockless.snn", "version": 1, "name": "gesture", "input": {"shape": [n_in, INPUT_PX, INPUT_PX]},
         "bin_us": int(bin_us), "labels": list(LABELS),
@@ -226,7 +229,8 @@ def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] =
             {"name": "out", "type": "linear", "in_features": int(hidden), "out_features": len(LABELS),
              "neuron": lif(4)},
         ],
-        "meta": {"delays_us": [int(d) for d in delays_us], **dict(meta or {})},
+        "meta": {"delays_us": [int(d) for d in delays_us], **({"motion": motion.to_dict()} if motion else {}),
+                 **dict(meta or {})},
     }
 
 
@@ -255,10 +259,15 @@ class GestureNet:
         self.delays_us = tuple(int(d) for d in self.meta.get("delays_us", [0]))
         if not self.delays_us or self.delays_us[0] != 0 or any(d < 0 for d in self.delays_us):
             raise FormatError(source, f"field 'meta.delays_us': expected [0, d1, d2, ...] µs, got {self.delays_us}")
-        want = (2 * len(self.delays_us), INPUT_PX, INPUT_PX)
+        try:
+            self.motion = MotionDirections.from_dict(self.meta["motion"]) if self.meta.get("motion") else None
+        except (TypeError, ValueError) as exc:
+            raise FormatError(source, f"field 'meta.motion': {exc}") from exc
+        channels = self.motion.n_dir if self.motion is not None else 2
+        want = (channels * len(self.delays_us), INPUT_PX, INPUT_PX)
         if tuple(net.input_shape) != want:
-            raise FormatError(source, f"field 'input.shape': {len(self.delays_us)} delay lines need {list(want)}, "
-                                      f"got {list(net.input_shape)}")
+            raise FormatError(source, f"field 'input.shape': {len(self.delays_us)} delay lines of {channels} channels "
+                                      f"need {list(want)}, got {list(net.input_shape)}")
         self.gates = tuple(net.input_gates)
         self.net = replace(net, input_gates=())  # the gates run as stages, before the delay lines
 
@@ -293,14 +302,17 @@ def build(source: Any, weights: str | Path | GestureNet | None = None, gates: bo
 
 def add_core(g: Graph, ev: str, net: GestureNet, *, gates: bool = True,
              decision: Mapping[str, Any] | None = None) -> str:
-    """Add gates → delay lines → network → decision sink behind node ``ev`` (a (2, 32, 32) spike stream).
+    """Add gates → motion directions (when the network file has ``meta.motion``) → delay lines → network →
+    decision sink behind node ``ev`` (a (2, 32, 32) spike stream).
 
-    Delay line k re-sends every input spike ``delays_us[k]`` later as channels 2k, 2k+1 of the network input, so
-    the first layer sees where the hand is now and where it was then (motion), like a synaptic delay line."""
+    Delay line k re-sends every spike of the C-channel map ``delays_us[k]`` later as channels kC … kC + C - 1 of
+    the network input, so the first layer sees what moves now and what moved then, like a synaptic delay line."""
     if gates:
         fan = _first_layer_fanout(net) * len(net.delays_us)
         for g_ in net.gates:
             ev = g.stage(f"{g_.kind}_gate", replace(g_, fanout_ops=fan), ev)
+    if net.motion is not None:
+        ev = g.stage("motion", net.motion, ev)
     lines = []
     for k, d in enumerate(net.delays_us):
         line = ev
@@ -321,15 +333,15 @@ def _first_layer_fanout(net: GestureNet) -> int:
 
 @dataclass(frozen=True)
 class DelayLine:
-    """Re-address a (2, H, W) spike stream as channels ``2k, 2k+1`` of a (2n, H, W) stream (line k of n)."""
+    """Re-address a (C, H, W) spike stream as channels ``kC … kC + C - 1`` of a (nC, H, W) stream (line k of n)."""
 
     k: int
     n: int
 
     def out_spec(self, spec: StreamSpec) -> StreamSpec:
-        if spec.kind != "spike" or len(spec.shape) != 3 or spec.shape[0] != 2:
-            raise GraphError(f"DelayLine: expects a (2, H, W) spike stream, got {spec.describe()}")
-        return spike_spec((2 * self.n, spec.shape[1], spec.shape[2]))
+        if spec.kind != "spike" or len(spec.shape) != 3:
+            raise GraphError(f"DelayLine: expects a (C, H, W) spike stream, got {spec.describe()}")
+        return spike_spec((spec.shape[0] * self.n, spec.shape[1], spec.shape[2]))
 
     def init(self, spec: StreamSpec) -> int:
         self.out_spec(spec)

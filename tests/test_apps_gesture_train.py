@@ -99,3 +99,24 @@ def test_tiny_training_run_writes_a_loadable_network_file(tmp_path):
     tf = meta["metrics"]["train_framework"]
     assert set(tf) == {"gates_on", "gates_off", "val_accuracy"} and len(tf["gates_on"]["confusion"]) == 9
     assert default_gates()[0].rel_threshold == net.gates[0].rel_threshold
+    assert net.motion is not None and net.motion.n_dir == 8  # the default: the motion stage before the network
+
+
+def test_batcher_feeds_the_motion_stage_output_on_its_direction_channels():
+    from apps.gesture.dataset import ClipSet, bin_events
+    from graphs.motion import MotionDirections, directions_of
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    t = np.sort(rng.integers(0, 400_000, n)).astype(np.int64)
+    addr = rng.integers(0, 2 * INPUT_PX * INPUT_PX, n).astype(np.int32)
+    clips = ClipSet("x", t, addr, np.array([0, n]), np.array([0], np.int8), np.array([50_000]), np.array([300_000]),
+                    np.array([400_000]), np.array([32]), np.array([32]), np.array([30.0], np.float32),
+                    np.array([n]))
+    motion = MotionDirections(4)
+    b = Batcher(clips, 50_000, 400_000, gates=(), motion=motion)
+    x, _, _ = b.batch([0], None, gate_prob=0.0)
+    assert x.shape == (8, 1, 4, INPUT_PX, INPUT_PX)
+    mt, ma = directions_of(motion, t, addr, INPUT_PX)
+    assert 0 < mt.shape[0] < n
+    assert np.array_equal(x[:, 0].reshape(8, -1), bin_events(mt, ma, 50_000, 8, 4 * INPUT_PX * INPUT_PX))

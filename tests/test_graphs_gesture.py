@@ -13,6 +13,7 @@ from graphs.gesture import (
     INPUT_PX, LABELS, BinToInput, DelayLine, SquareCrop, apply_stages, bin_factor, build, default_gates, front_end,
     load_network_file, sweep_events, topology,
 )
+from graphs.motion import MotionDirections
 from graphs.network import save_network
 from runtime.engine.gates import SpatialGate, TemporalGate
 from runtime.errors import FormatError, GraphError
@@ -26,12 +27,13 @@ from runtime.stages import CollectSink, Delay
 from runtime.testing import check_packet_invariance
 
 
-def _net_file(tmp_path, seed=0, gates=None, bin_us=20_000, delays_us=(0, 40_000, 80_000)):
+def _net_file(tmp_path, seed=0, gates=None, bin_us=20_000, delays_us=(0, 40_000, 80_000), motion=None):
     rng = np.random.default_rng(seed)
     topo = topology([60e3, 80e3, 100e3, 200e3, 200e3], bin_us=bin_us, gates=gates, delays_us=delays_us,
-                    meta={"decision": {"p_on": 0.6, "p_off": 0.35, "none_bias": 1.0, "beta": 1.0}})
+                    meta={"decision": {"p_on": 0.6, "p_off": 0.35, "none_bias": 1.0, "beta": 1.0}}, motion=motion)
+    channels = motion.n_dir if motion is not None else 2
     arrays = {
-        "conv1.weight": rng.normal(0, 0.35, (8, 2 * len(delays_us), 5, 5)), "conv2.weight": rng.normal(0, 0.3, (16, 8, 3, 3)),
+        "conv1.weight": rng.normal(0, 0.35, (8, channels * len(delays_us), 5, 5)), "conv2.weight": rng.normal(0, 0.3, (16, 8, 3, 3)),
         "conv3.weight": rng.normal(0, 0.3, (32, 16, 3, 3)), "hidden.weight": rng.normal(0, 0.15, (128, 512)),
         "hidden.recurrent_weight": rng.normal(0, 0.05, (128, 128)), "out.weight": rng.normal(0.05, 0.3, (9, 128)),
     }
@@ -168,5 +170,24 @@ def test_delay_lines_resend_each_spike_later_on_their_own_channels(tmp_path):
                              for k, d in enumerate(net.delays_us)])
     assert np.array_equal(np.sort(got, order=["t", "addr"]), np.sort(expect, order=["t", "addr"]))
     assert np.all(np.diff(got["t"]) >= 0)
-    with pytest.raises(GraphError, match=r"expects a \(2, H, W\) spike stream"):
+    with pytest.raises(GraphError, match=r"expects a \(C, H, W\) spike stream"):
         DelayLine(0, 2).out_spec(spike_spec((9,)))
+
+
+def test_motion_stage_sits_between_the_gates_and_the_delay_lines(tmp_path):
+    motion = MotionDirections(4, window_us=100_000)
+    path = _net_file(tmp_path, delays_us=(0, 40_000), motion=motion)
+    net = load_network_file(path)
+    assert net.motion == motion and net.network().input_shape == (8, INPUT_PX, INPUT_PX)
+    src = ArraySource(sweep_events(128, 128), dvs_spec(128, 128), name="sweep")
+    g = build(src, weights=path, gates=True)
+    assert list(g.nodes) == ["input", "orient", "crop", "bin", "spatial_gate", "temporal_gate", "motion", "line0",
+                             "delay1", "line1", "snn", "decide"]
+    report = run(g)
+    assert report["nodes"]["snn"]["synaptic_ops"] > 0 and report["nodes"]["motion"]["filtered_events"] > 0
+    assert run_reference(build(src, weights=path, gates=True))["decisions"] == report["decisions"]
+    topo = json.loads(path.with_suffix(".json").read_text())
+    topo["meta"]["motion"]["n_dir"] = 6  # no longer matches the input shape (4 directions × 2 lines)
+    path.with_suffix(".json").write_text(json.dumps(topo))
+    with pytest.raises(FormatError, match="2 delay lines of 6 channels"):
+        load_network_file(path)

@@ -212,12 +212,12 @@ def _from_results(name: str, results: Iterable[tuple]) -> ClipSet:
     )
 
 
-def bin_events(t_us: np.ndarray, addr: np.ndarray, bin_us: int, n_bins: int) -> np.ndarray:
-    """Event counts per bin and address, float32 (n_bins, N_ADDR); events past the last bin are dropped.
+def bin_events(t_us: np.ndarray, addr: np.ndarray, bin_us: int, n_bins: int, n_addr: int = N_ADDR) -> np.ndarray:
+    """Event counts per bin and address, float32 (n_bins, n_addr); events past the last bin are dropped.
 
     Bin k holds events with ``k·bin_us ≤ t < (k+1)·bin_us``: the training clock's approximation of the
     event-driven runtime (all events of a bin integrated at once, thresholds tested at the bin's end)."""
     k = np.asarray(t_us, np.int64) // int(bin_us)
     ok = (k >= 0) & (k < n_bins)
-    flat = k[ok] * N_ADDR + np.asarray(addr)[ok].astype(np.int64)
-    return np.bincount(flat, minlength=n_bins * N_ADDR).astype(np.float32).reshape(n_bins, N_ADDR)
+    flat = k[ok] * n_addr + np.asarray(addr)[ok].astype(np.int64)
+    return np.bincount(flat, minlength=n_bins * n_addr).astype(np.float32).reshape(n_bins, n_addr)

@@ -38,6 +38,7 @@ class ModelConfig:
     c3_stride: int = 2  # 2: a 4×4 map into the hidden layer; 1: 8×8
     pool: int = 1  # sum-pool conv3's map by this factor before the hidden layer (coarse position, fewer weights)
     delays_bins: tuple[int, ...] = (0,)  # delay lines: the input again, k bins later, as extra channels
+    in_channels: int = 2  # per delay line: 2 (ON/OFF) or the motion stage's direction channels
     hidden: int = 128
     n_out: int = 9
     bin_us: int = 40_000
@@ -129,7 +130,7 @@ class GestureSNN(nn.Module):
     def __init__(self, cfg: ModelConfig = ModelConfig()):
         super().__init__()
         self.cfg = cfg
-        self.conv1 = nn.Conv2d(2 * len(cfg.delays_bins), cfg.c1, 5, stride=2, padding=2, bias=False)
+        self.conv1 = nn.Conv2d(cfg.in_channels * len(cfg.delays_bins), cfg.c1, 5, stride=2, padding=2, bias=False)
         self.conv2 = nn.Conv2d(cfg.c1, cfg.c2, 3, stride=2, padding=1, bias=False)
         self.conv3 = nn.Conv2d(cfg.c2, cfg.c3, 3, stride=cfg.c3_stride, padding=1, bias=False)
         side = cfg.input_px // (4 * cfg.c3_stride)
@@ -157,7 +158,7 @@ class GestureSNN(nn.Module):
         return _LIFScan.apply(current.contiguous(), beta, self.cfg.gamma, self.cfg.surrogate)
 
     def forward(self, x: torch.Tensor, record: bool = False):
-        """x: (T, B, 2, H, W) input event counts per bin → output spike counts (T, B, n_out)
+        """x: (T, B, C, H, W) input event counts per bin → output spike counts (T, B, n_out)
         (and, with ``record``, the spike counts of every layer)."""
         T, B = x.shape[:2]
         x = delay_lines(x, self.cfg.delays_bins)
@@ -218,6 +219,7 @@ def from_network_file(path) -> tuple[GestureSNN, dict]:
         c1=layers["conv1"]["out_channels"], c2=layers["conv2"]["out_channels"], c3=layers["conv3"]["out_channels"],
         c3_stride=layers["conv3"]["stride"][0], pool=layers["pool"]["kernel_size"][0] if "pool" in layers else 1,
         delays_bins=tuple(int(d) // int(topo["bin_us"]) for d in topo["meta"].get("delays_us", [0])),
+        in_channels=int(topo["input"]["shape"][0]) // len(topo["meta"].get("delays_us", [0])),
         hidden=layers["hidden"]["out_features"], n_out=layers["out"]["out_features"], bin_us=int(topo["bin_us"]),
         tau_init_us=tuple(layers[n]["neuron"]["tau_us"] for n in ("conv1", "conv2", "conv3", "hidden", "out")),
     )

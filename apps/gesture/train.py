@@ -30,9 +30,10 @@ from typing import Sequence
 import numpy as np
 
 from graphs.gesture import INPUT_PX, LABELS, WEIGHTS_PATH, default_gates, topology
+from graphs.motion import MotionDirections, directions_of
 from graphs.network import save_network
 
-from .dataset import N_ADDR, ClipSet, bin_events, build_split, default_cache_dir
+from .dataset import ClipSet, bin_events, build_split, default_cache_dir
 from .decision import DecisionConfig, clip_answer, decide_counts
 
 __all__ = ["main", "parse_args", "Batcher", "evaluate", "D4_LABEL_SWAPS", "dihedral", "gate_mask"]
@@ -81,6 +82,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--delays-ms", type=float, nargs="+", default=(0, 120, 240),
                    help="delay lines: the input again this many ms later, as extra channels (0 first)")
     p.add_argument("--pool", type=int, default=1, help="sum-pool conv3's map by this factor before the hidden layer")
+    p.add_argument("--motion-dirs", type=int, default=8,
+                   help="direction channels of the motion stage (0: no motion stage, ON/OFF channels)")
+    p.add_argument("--motion-window-ms", type=float, default=150.0, help="how far back the motion stage looks")
     p.add_argument("--hidden", type=int, default=128, help="neurons in the recurrent layer")
     p.add_argument("--window-weight", type=float, default=1.0,
                    help="loss weight of the per-clip count cross-entropy (added to the per-bin one)")
@@ -100,11 +104,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 class Batcher:
     """Turns clips into dense (T, B, 2, H, W) bins with per-bin targets, augmenting when asked."""
 
-    def __init__(self, clips: ClipSet, bin_us: int, clip_us: int, gates=None):
+    def __init__(self, clips: ClipSet, bin_us: int, clip_us: int, gates=None, motion=None):
         self.clips = clips
         self.bin_us = int(bin_us)
         self.n_bins = int(clip_us) // int(bin_us)
         self.gates = gates
+        self.motion = motion  # a graphs.motion.MotionDirections (the graph's stage after the gates) or None
+        self.channels = motion.n_dir if motion is not None else 2
 
     def sample(self, i: int, rng: np.random.Generator | None, gate: bool):
         t, addr = self.clips.events(i)
@@ -115,6 +121,8 @@ class Batcher:
         if gate and self.gates:
             keep = gate_mask(self.gates, t, addr)
             t, addr = t[keep], addr[keep]
+        if self.motion is not None:
+            t, addr = directions_of(self.motion, t, addr, INPUT_PX)
         return t, addr, label, onset, offset
 
     def targets(self, label: int, onset: int, offset: int) -> np.ndarray:
@@ -134,10 +142,10 @@ class Batcher:
         for i in idx:
             gate = rng.random() < gate_prob if rng is not None else gate_prob >= 0.5
             t, addr, label, onset, offset = self.sample(int(i), rng, gate)
-            xs.append(bin_events(t, addr, self.bin_us, self.n_bins))
+            xs.append(bin_events(t, addr, self.bin_us, self.n_bins, self.channels * INPUT_PX * INPUT_PX))
             tg.append(self.targets(label, onset, offset))
             labels.append(label)
-        x = np.stack(xs, axis=1).reshape(self.n_bins, len(idx), 2, INPUT_PX, INPUT_PX)
+        x = np.stack(xs, axis=1).reshape(self.n_bins, len(idx), self.channels, INPUT_PX, INPUT_PX)
         return x, np.stack(tg, axis=1), np.array(labels)
 
 
@@ -375,11 +383,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"clips ready in {t_data:.0f} s: train {len(train)}, val {len(val)}, test {len(test)}")
 
     gates = default_gates()
+    motion = (MotionDirections(args.motion_dirs, window_us=int(args.motion_window_ms * 1000))
+              if args.motion_dirs else None)
     delays_us = tuple(int(round(d * 1000)) for d in args.delays_ms)
     if any(d % args.bin_us for d in delays_us) or delays_us[0] != 0:
         raise SystemExit(f"--delays-ms: expected 0 first and multiples of the bin ({args.bin_us // 1000} ms), "
                          f"got {args.delays_ms}")
-    mcfg = ModelConfig(bin_us=args.bin_us, c3_stride=args.conv3_stride, hidden=args.hidden, pool=args.pool,
+    mcfg = ModelConfig(bin_us=args.bin_us, c3_stride=args.conv3_stride, hidden=args.hidden, pool=args.pool, in_channels=motion.n_dir if motion else 2,
                        delays_bins=tuple(d // args.bin_us for d in delays_us), surrogate=args.surrogate)
     model = GestureSNN(mcfg)
     dcfg = DecisionConfig()
@@ -387,8 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     none_bias = torch.nn.Parameter(torch.tensor(float(dcfg.none_bias)))
     params = list(model.parameters()) + [beta, none_bias]
     opt = torch.optim.Adam(params, lr=args.lr)
-    tb = Batcher(train, args.bin_us, args.clip_us, gates)
-    vb = Batcher(val, args.bin_us, args.clip_us, gates)
+    tb = Batcher(train, args.bin_us, args.clip_us, gates, motion)
+    vb = Batcher(val, args.bin_us, args.clip_us, gates, motion)
     steps_per_epoch = max(1, len(train) // args.batch)
     total_steps = steps_per_epoch * args.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total_steps, pct_start=0.1)
@@ -442,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dec_cfg, val_acc = calibrate_decision(counts, val.label.astype(int), args.bin_us, base)
     say(f"best epoch {ep_best}; decision thresholds on val: p_on {dec_cfg.p_on}, p_off {dec_cfg.p_off} "
         f"(val acc {val_acc:.3f})")
-    teb = Batcher(test, args.bin_us, args.clip_us, gates)
+    teb = Batcher(test, args.bin_us, args.clip_us, gates, motion)
     test_on = evaluate(model, teb, dec_cfg, gate_prob=1.0)
     test_off = evaluate(model, teb, dec_cfg, gate_prob=0.0)
     minutes = (time.perf_counter() - t_start) / 60
@@ -458,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     arrays = to_arrays(model)
     topo = topology(arrays.pop("tau_us"), bin_us=args.bin_us, channels=(mcfg.c1, mcfg.c2, mcfg.c3),
-                    hidden=mcfg.hidden, conv3_stride=mcfg.c3_stride, pool=mcfg.pool, delays_us=delays_us, gates=gates,
+                    hidden=mcfg.hidden, conv3_stride=mcfg.c3_stride, pool=mcfg.pool, motion=motion, delays_us=delays_us, gates=gates,
                     meta={"decision": dec_cfg.to_dict(), "model": asdict(mcfg), "metrics": metrics})
     save_network(topo, out, arrays)
     plot_confusion(np.array(test_on["confusion"]), Path(args.confusion),
