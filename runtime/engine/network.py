@@ -287,6 +287,9 @@ class Network:
             gs.pending = np.empty(0, np.int32)
             state.gates.append(gs)
         # compile (or load from the cache) now, on empty inputs, never on the first real packet
+        frozen = _empty_like_spec(spec)
+        frozen.flags.writeable = False  # packets hold read-only arrays: numba compiles that type apart
+        self._run_events(state, frozen, 0)
         self._run_events(state, _empty_like_spec(spec), 0)
         self._run(state, np.empty(0, np.int64), np.empty(0, np.int32), 0)
         sk.fanout_sum(c.desc, 0, np.empty(0, np.int32))
@@ -328,23 +331,23 @@ class Network:
         kind = state.in_kind
         if kind == "dvs":
             _, h, w = state.in_grid
-            ev, extra = sk.run_dvs(events["x"], events["y"], events["p"], events["t"], w, h, int(wm),
-                                   *self._args(state))
+            ev, extra = sk.run_dvs(events, w, h, int(wm), *self._args(state))
         elif kind == "audio":
-            ev, extra = sk.run_audio(events["x"], events["p"], events["t"], state.in_grid[2], int(wm),
-                                     *self._args(state))
+            ev, extra = sk.run_audio(events, state.in_grid[2], int(wm), *self._args(state))
         else:
-            ev, extra = sk.run_spikes(events["addr"], events["t"], state.in_grid[0], int(wm), *self._args(state))
-        if extra[0] >= 0:
-            self._bad_input(events, int(extra[0]))
-        return self._unpack(state, ev, extra, events.shape[0], wm)
+            ev, extra = sk.run_spikes(events, state.in_grid[0], int(wm), *self._args(state))
+        err = int(extra[0])
+        if err >= 0:
+            self._bad_input(events, err)
+        return self._unpack(state, ev, extra, events.shape[0], wm, err)
 
     def _run(self, state: NetworkState, t: np.ndarray, a: np.ndarray, wm: int) -> np.ndarray:
         """Run encoded inputs (times, addresses; the addresses get sorted in place within equal times)."""
         ev, extra = sk.run_encoded(t, a, int(wm), *self._args(state))
-        return self._unpack(state, ev, extra, t.shape[0], wm)
+        return self._unpack(state, ev, extra, t.shape[0], wm, int(extra[0]))
 
-    def _unpack(self, state: NetworkState, ev: np.ndarray, extra: np.ndarray, n_in: int, wm: int) -> np.ndarray:
+    def _unpack(self, state: NetworkState, ev: np.ndarray, extra: np.ndarray, n_in: int, wm: int,
+                err: int) -> np.ndarray:
         nl = state.q_start.shape[0]
         nq = (extra.shape[0] - 1 - nl) // 2
         if nq or state.q_t.shape[0]:
@@ -352,7 +355,7 @@ class Network:
             state.q_t = extra[1 + nl: 1 + nl + nq].copy()
             state.q_a = extra[1 + nl + nq:].astype(np.int32)
             state.args = None
-        if extra[0] == sk.ERR_RUNAWAY:
+        if err == sk.ERR_RUNAWAY:
             i = int(np.flatnonzero(state.lstate[:, sk.S_RUNAWAY] > 0)[0])
             raise RuntimeError(
                 f"network '{self.name}': layer '{self._c.names[i]}' emitted over {int(state.lstate[i, sk.S_RUNAWAY])} "
@@ -396,11 +399,12 @@ class Network:
         return [self._emit(state, self._run(state, t, a, wm), wm)]
 
     def _emit(self, state: NetworkState, ev: np.ndarray, wm: int) -> Packet:
-        if ev.flags.writeable:
+        if ev is not _EMPTY_SPIKES:  # a fresh kernel output (its flags are set without reading them first)
             ev.flags.writeable = False
         wm_out = wm + self._delay
-        if state.wm_out is not None and wm_out < state.wm_out:
-            wm_out = state.wm_out
+        prev = state.wm_out
+        if prev is not None and wm_out < prev:
+            wm_out = prev
         state.wm_out = wm_out
         state.events_out += ev.shape[0]
         return Packet(ev, wm_out)
