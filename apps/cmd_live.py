@@ -73,18 +73,31 @@ def build_live_graph(args, source) -> Graph:
         from sensors.record import Record
 
         g.sink("record", Record(args.record), src_name)
-    want_window = not args.no_window and args.udp is None and args.mic is None and args.inivation is None
-    if want_window and args.app != "gesture":  # the gesture app draws its own window
+    want_window = not args.no_window and args.mic is None and args.app != "vad"
+    if want_window:
         from apps.live_view import EventFrameView, choose_window
 
         show, why = choose_window(True)
         if not show:
             print(f"clockless live: no window ({why}); running without one")
+        elif args.app == "gesture":  # events, attention heatmap, current gesture and confidence
+            add_gesture_view(g, src_name, window=True, mirror=args.camera is not None)
         else:
             g.sink("view", EventFrameView(window=True), src_name)
     if args.app == "none" and "count" not in g.nodes:
         g.sink("count", CountSink(), src_name)
     return g
+
+
+def add_gesture_view(g: Graph, src_name: str, *, window: bool, display_hz: float = 30.0, mirror: bool = True):
+    """The gesture window's taps on a gesture graph (see apps.gesture.view); returns the board."""
+    from apps.gesture.view import GestureBoard, add_view
+
+    decide = g.nodes["decide"].obj
+    network_input = next((n for n in ("temporal_gate", "spatial_gate", "bin") if n in g.nodes))
+    board = GestureBoard(tuple(decide.labels), window=window, display_hz=display_hz, mirror=mirror)
+    add_view(g, board, source=src_name, network_input=network_input, network_output="snn", decision=decide.config)
+    return board
 
 
 def run(args) -> int:

@@ -63,14 +63,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=str(WEIGHTS_PATH), help="network file to write (NAME.json + NAME.npz)")
     p.add_argument("--confusion", default="out/gesture_confusion.png", help="confusion-matrix PNG (test split)")
     p.add_argument("--data-dir", default=None, help=f"clip cache (default {default_cache_dir()})")
-    p.add_argument("--train-clips", type=int, default=1800)
+    p.add_argument("--train-clips", type=int, default=2700)
     p.add_argument("--val-clips", type=int, default=270)
     p.add_argument("--test-clips", type=int, default=900)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--max-minutes", type=float, default=18.0, help="stop training after this much wall time")
+    p.add_argument("--epochs", type=int, default=22)
+    p.add_argument("--max-minutes", type=float, default=22.0, help="stop training after this much wall time")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1.5e-3)
-    p.add_argument("--bin-us", type=int, default=40_000)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--bin-us", type=int, default=50_000)
     p.add_argument("--clip-us", type=int, default=2_000_000, help="training window per clip")
     p.add_argument("--rate-band", type=float, nargs=2, default=(0.02, 0.1), metavar=("LOW", "HIGH"),
                    help="spikes per neuron per bin each layer is kept within (silent layers do not learn; busy "
@@ -78,10 +78,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate-weight", type=float, default=1000.0, help="loss weight of leaving the rate band")
     p.add_argument("--surrogate", default="bump", choices=("bump", "periodic", "st"), help="spike gradient shape")
     p.add_argument("--clip-grad", type=float, default=5.0, help="gradient norm clip")
-    p.add_argument("--conv3-stride", type=int, default=2, choices=(1, 2))
-    p.add_argument("--delays-ms", type=float, nargs="+", default=(0, 120, 240),
+    p.add_argument("--conv3-stride", type=int, default=1, choices=(1, 2))
+    p.add_argument("--delays-ms", type=float, nargs="+", default=(0, 200),
                    help="delay lines: the input again this many ms later, as extra channels (0 first)")
-    p.add_argument("--pool", type=int, default=1, help="sum-pool conv3's map by this factor before the hidden layer")
+    p.add_argument("--pool", type=int, default=2, help="sum-pool conv3's map by this factor before the hidden layer")
     p.add_argument("--motion-dirs", type=int, default=8,
                    help="direction channels of the motion stage (0: no motion stage, ON/OFF channels)")
     p.add_argument("--motion-window-ms", type=float, default=150.0, help="how far back the motion stage looks")
