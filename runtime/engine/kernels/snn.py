@@ -260,6 +260,16 @@ def conv_row_weights(weight: np.ndarray, stride_w: int) -> tuple[np.ndarray, int
 
 
 @njit(cache=True, inline="always")
+def _udiv(n, d):
+    """n // d for n ≥ 0, d ≥ 1: integer division costs tens of cycles, strides are mostly 1 or 2."""
+    if d == 1:
+        return n
+    if d == 2:
+        return n >> 1
+    return n // d
+
+
+@njit(cache=True, inline="always")
 def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset):
     """The hot path: conv layers without refractoriness or per-neuron decay. Walks the kernel taps that land
     inside the output directly (no target list), one contiguous row of taps at a time (row-order weights).
@@ -270,9 +280,9 @@ def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset)
     descending) and rows in ky ascending, neurons within a tap by channel."""
     in_w = desc[l, D_IN_W]
     in_hw = desc[l, D_IN_H] * in_w
-    c = a // in_hw
+    c = _udiv(a, in_hw)
     pos = a - c * in_hw
-    y = pos // in_w
+    y = _udiv(pos, in_w)
     x = pos - y * in_w
     kh = desc[l, D_KH]
     kw = desc[l, D_KW]
@@ -284,40 +294,28 @@ def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset)
     ny = y + desc[l, D_PH]
     nx = x + desc[l, D_PW]
     # first tap whose output row/column lies inside the layer, and how many taps follow
-    if sh == 1:  # integer divisions cost tens of cycles: skip them for stride 1
-        oy = ny
-        ky = 0
-    else:
-        oy = ny // sh
-        ky = ny - oy * sh
+    oy = _udiv(ny, sh)
+    ky = ny - oy * sh
     if oy >= oh:
         skip = oy - oh + 1
         oy -= skip
         ky += skip * sh
-    if sw == 1:
-        ox0 = nx
-        kx0 = 0
-    else:
-        ox0 = nx // sw
-        kx0 = nx - ox0 * sw
+    ox0 = _udiv(nx, sw)
+    kx0 = nx - ox0 * sw
     if ox0 >= ow:
         skip = ox0 - ow + 1
         ox0 -= skip
         kx0 += skip * sw
     nkx = 0
     if kx0 < kw:
-        nkx = min((kw - 1 - kx0 if sw == 1 else (kw - 1 - kx0) // sw) + 1, ox0 + 1)
+        nkx = min(_udiv(kw - 1 - kx0, sw) + 1, ox0 + 1)
     ops = 0
     if nkx <= 0:
         return n_spk, ops
     # row-order weights: phase r = kx0 % sw, taps kx0, kx0 + sw, ... stored reversed from slot pos_lo
     taps = desc[l, D_ROW_TAPS]
-    if sw == 1:
-        r = 0
-        j0 = kx0
-    else:
-        j0 = kx0 // sw
-        r = kx0 - j0 * sw
+    j0 = _udiv(kx0, sw)
+    r = kx0 - j0 * sw
     run = nkx * oc
     ox_lo = ox0 - nkx + 1
     w_row = desc[l, D_ROW_OFF] + ((c * kh * sw + r) * taps + taps - j0 - nkx) * oc
