@@ -585,9 +585,17 @@ def _layer(
 @njit(cache=True, inline="always")
 def _write_spikes(spk_n, spk_k, n_spk, uoff, oc, ohw, t, delay, rec, rec_delay, out_t, out_a, n_out, pq_t, pq_a,
                   qn):
+    shift = -1  # channel counts are mostly powers of two: a shift and a mask instead of two divisions
+    if oc & (oc - 1) == 0:
+        shift = 0
+        while (1 << shift) < oc:
+            shift += 1
     for e in range(n_spk):
         m = spk_n[e] - uoff
-        addr = (m % oc) * ohw + m // oc
+        if shift >= 0:
+            addr = (m & (oc - 1)) * ohw + (m >> shift)
+        else:
+            addr = (m % oc) * ohw + m // oc
         for _ in range(spk_k[e]):
             out_t[n_out] = t + delay
             out_a[n_out] = addr
