@@ -73,9 +73,10 @@ class _Compiled:
 class Network:
     """An event-driven spiking network; a stage. ``decay``: ``"frame"`` (time-invariant frame, one exp per
     distinct input timestamp; default), ``"exp"`` (one exp per neuron touched) or ``"lut"`` (decay table).
-    ``state_dtype``: ``"float64"`` (default) or ``"float32"`` neuron potentials (about 1.3× faster on large
-    layers; float32 rounding accumulates to ~1e-4 of the threshold after hundreds of updates, so neurons that
-    close to threshold may spike differently from the float64 reference)."""
+    ``state_dtype``: ``"float64"`` (default) or ``"float32"`` neuron potentials (half the memory; no faster
+    since the conv rows are vectorised, the weights staying float64; float32 rounding accumulates to ~1e-4 of
+    the threshold after hundreds of updates, so neurons that close to threshold may spike differently from the
+    float64 reference)."""
 
     layers: tuple
     input_shape: tuple
