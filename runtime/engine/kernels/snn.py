@@ -197,16 +197,20 @@ def _fire(u, n, thr, reset):
 
 @njit(cache=True, inline="always")
 def _row_add(u, W, us, ws, n, g, thr):
-    """u[us:us+n] += W[ws:ws+n] · g; returns how many of them are now at ``thr`` or above (as stored in u).
-    Slices and a count instead of a max: indices the compiler knows are ≥ 0 and no ordered float reduction, so
+    """u[us:us+n] += W[ws:ws+n] · g; returns (how many of them are now at ``thr`` or above, as stored in u, and
+    the sum of their offsets: with one hit, the common case when there is any, that is where it is, no scan).
+    Slices and counts instead of a max: indices the compiler knows are ≥ 0 and no ordered float reduction, so
     the loop vectorises (each neuron gets exactly the operations of a scalar loop)."""
     ub = u[us:us + n]
     wb = W[ws:ws + n]
     hits = 0
+    at = 0
     for m in range(n):
         ub[m] = ub[m] + wb[m] * g
-        hits += ub[m] >= thr
-    return hits
+        h = ub[m] >= thr
+        hits += h
+        at += m * h
+    return hits, at
 
 
 @njit(cache=True, inline="always")
@@ -219,7 +223,11 @@ def _accumulate_one(u, W, tl, ru, seg_base, seg_woff, seg_cnt, ns, uoff, g, thr,
         for s in range(ns):
             base = uoff + seg_base[s]
             cnt = seg_cnt[s]
-            if _row_add(u, W, base, seg_woff[s], cnt, g, thr) > 0:  # spikes are rare: look for them after
+            hits, at = _row_add(u, W, base, seg_woff[s], cnt, g, thr)
+            if hits == 1:
+                spk_n[n_spk] = base + at
+                n_spk += 1
+            elif hits > 0:  # spikes are rare: look for them after
                 for k in range(cnt):
                     if u[base + k] >= thr:
                         spk_n[n_spk] = base + k
@@ -324,8 +332,11 @@ def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset)
     while ky < kh and oy >= 0:
         us = uoff + (oy * ow + ox_lo) * oc
         if what == 0:
-            hits = _row_add(u, W, us, w_row, run, g, thr)
-            if hits > 0:  # spikes are rare: find them, taps in walk order, until all are found
+            hits, at = _row_add(u, W, us, w_row, run, g, thr)
+            if hits == 1:
+                spk_n[n_spk] = us + at
+                n_spk += 1
+            elif hits > 0:  # find them, taps in walk order, until all are found
                 stop = n_spk + hits
                 for j in range(nkx):
                     tb = us + (nkx - 1 - j) * oc
@@ -335,8 +346,12 @@ def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset)
                     if n_spk == stop:
                         break
         elif what == 1:
-            hits = _row_add(u, W, us, w_row, run, g, thr)
-            if hits > 0:
+            hits, at = _row_add(u, W, us, w_row, run, g, thr)
+            if hits == 1:
+                if n_spk < spk_n.shape[0]:
+                    spk_n[n_spk] = us + (at // oc) * oc
+                n_spk += 1
+            elif hits > 0:
                 for j in range(nkx):
                     tb = us + (nkx - 1 - j) * oc
                     found = 0
