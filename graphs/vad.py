@@ -2,14 +2,16 @@
 
     g = Graph("vad")
     pcm    = g.source("audio", source)                         # PCM sample packets (file, raw PCM, microphone)
-    spikes = g.stage("frontend", AudioFrontEnd(...), pcm)      # band-pass filterbank → delta-modulated spikes
-    speech = g.stage("snn", network, spikes)                   # recurrent LIF layer → readout LIF population
-    g.sink("segments", SpeechSegmenter(...), speech)           # spike trace → score → segments with hangover
+    spikes = g.stage("frontend", AudioFrontEnd(...), pcm)      # filterbank → noise floor → delta-modulated spikes
+    hidden = g.stage("snn", network, spikes)                   # recurrent LIF layers
+    g.sink("segments", SpeechSegmenter(...), hidden)           # readout → score → segments with hangover
 
 The network file (``graphs/weights/vad.json`` + ``vad.npz``, the ``graphs.network`` format) carries the weights,
 the neuron constants, and in ``meta.vad`` the front-end settings the network was trained with and the segmenter's
-constants, so training and run time cannot drift apart. A source that already emits cochlea events (AUDIO_EVENT, e.g. a NAS recording) skips the front end;
-the network then needs as many channels as the cochlea has (the shipped one is trained on its own front end).
+constants (with a leaky-integrator readout, its weights, bias and time constant: the sink runs it, exactly and only
+when a spike arrives), so training and run time cannot drift apart. A source that already emits cochlea events
+(AUDIO_EVENT, e.g. a NAS recording) skips the front end; the network then needs as many channels as the cochlea has
+(the shipped one is trained on its own front end).
 """
 
 from __future__ import annotations

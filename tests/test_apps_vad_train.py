@@ -12,7 +12,7 @@ from apps.vad.train import main
 from graphs.vad import load_vad
 
 TINY = ["--synth", "0", "--steps", "3", "--batch", "2", "--clip-s", "1.0", "--val-clips", "2", "--val-every", "3",
-        "--hidden", "8", "--quiet"]
+        "--hidden", "8", "--tau-ms", "30", "100", "--recurrent", "1", "0", "--reset", "zero", "none", "--quiet"]
 
 
 @pytest.mark.usefixtures("shared_data")

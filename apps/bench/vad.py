@@ -83,7 +83,8 @@ def run(quick: bool, plots_dir: Path | None, *, weights: str | Path | None = Non
     for set_name, rows in sets.items():
         results["sets"][set_name] = _pool(rows, frame_metrics, silero_macs_s, baselines)
     results["frontend"] = {"channels": model.frontend.channels, "delta_db": model.frontend.delta_db,
-                           "frame_us": model.frontend.frame_us, "noise_tau_us": model.frontend.noise_tau_us}
+                           "frame_us": model.frontend.frame_us, "noise_tau_us": model.frontend.noise_tau_us,
+                           "noise_margin_db": model.frontend.noise_margin_db, "floor_db": model.frontend.floor_db}
     results["network"] = {"layers": [f"{layer.name} {layer.weight.shape[1]}→{layer.weight.shape[0]}"
                                       + (" recurrent" if getattr(layer, "recurrent_weight", None) is not None else "")
                                       for layer in model.network.layers],

@@ -348,7 +348,7 @@ def _noise_track(rng: np.random.Generator, pools: Pools, n: int) -> np.ndarray:
 
 
 def make_mixture(rng: np.random.Generator, pools: Pools, duration_s: float, *, real_fraction: float = 0.4,
-                 speech_prob: float = 0.8, level_db: tuple[float, float] = (-60.0, -8.0),
+                 speech_prob: float = 0.8, level_db: tuple[float, float] = (-55.0, -8.0),
                  snr_db: tuple[float, float] = (-5.0, 20.0)) -> tuple[np.ndarray, np.ndarray]:
     """One random training clip at ``pools.rate_hz``: (samples float32, per-ms speech labels).
 

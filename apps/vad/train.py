@@ -1,11 +1,16 @@
 """Train the VAD spiking network (``clockless train vad``) and write its network file.
 
 Data: real speech from ``../shared/data/audio/speech`` and speech synthesised with espeak-ng, mixed with the real
-noise and music of ``audio/noise`` (minus the held-out test files) and synthetic noise at -5…20 dB SNR, labelled
-per millisecond from the clean speech energy (``apps.vad.data``). The labelled clips are never read here.
-Each clip goes through the same spiking front end as at run time (``sensors.audio_frontend``); the network is
-trained time-stepped at 1 ms bins with surrogate gradients (PyTorch Adam; numba forward/backward kernels), which
-is exactly the engine's event-driven model on the front end's 1 ms event grid.
+noise and music of ``audio/noise`` (minus the held-out test files) and synthetic noise (white, pink, brown, babble,
+hum, keyboard-like clicks, music-like notes) at -5…20 dB SNR, speech levels -55…-8 dBFS, labelled per millisecond
+from the clean speech energy (``apps.vad.data``). The labelled clips are never read here.
+Each clip goes through the same spiking front end as at run time (``sensors.audio_frontend``: 10 ms frames, a
+per-channel noise floor that silences steady backgrounds); the network is trained time-stepped at 10 ms bins with
+surrogate gradients (PyTorch Adam; numba forward/backward kernels), which is exactly the engine's event-driven model
+on the front end's 10 ms event grid. Default network: 96 recurrent LIF (30 ms) → 48 recurrent LIF (100 ms) → one
+leaky-integrator readout (100 ms) that the segmenter sink runs. The learning-rate schedule follows the step count
+and every random draw is seeded, so the same options give the same weights on any machine; the best validation
+checkpoint is kept and the segmenter's thresholds and hangover are tuned on the validation mixtures.
 """
 
 from __future__ import annotations
@@ -29,18 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "clockless" / "vad",
                    help="where synthesised speech is kept between runs")
     p.add_argument("--synth", type=int, default=400, help="number of espeak-ng utterances (0: real speech only)")
-    p.add_argument("--steps", type=int, default=4000, help="optimiser steps (the learning-rate schedule spans them)")
+    p.add_argument("--steps", type=int, default=2500, help="optimiser steps (the learning-rate schedule spans them)")
     p.add_argument("--minutes", type=float, default=0.0, help="stop early after this much wall time (0: never; "
                    "the result then depends on the machine's speed, so the shipped weights are trained without it)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--clip-s", type=float, default=4.0, help="length of each training clip")
-    p.add_argument("--bin-ms", type=float, default=1.0, help="training time step (the front end's frame)")
+    p.add_argument("--bin-ms", type=float, default=10.0, help="training time step (the front end's frame)")
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--hidden", type=int, nargs="+", default=[64], help="hidden layer sizes")
-    p.add_argument("--readout", type=int, default=4, help="readout neurons (their spikes make the speech trace)")
-    p.add_argument("--tau-ms", type=float, nargs="+", default=[30.0, 20.0], help="LIF time constant per layer")
-    p.add_argument("--recurrent", type=int, nargs="+", default=[1, 0], help="1 = recurrent, per layer")
-    p.add_argument("--reset", nargs="+", default=["zero", "zero"], help="'zero' or 'subtract', per layer")
+    p.add_argument("--hidden", type=int, nargs="+", default=[96, 48], help="hidden layer sizes")
+    p.add_argument("--readout", type=int, default=1, help="readout neurons (1 with a leaky-integrator readout)")
+    p.add_argument("--tau-ms", type=float, nargs="+", default=[30.0, 100.0, 100.0], help="time constant per layer")
+    p.add_argument("--recurrent", type=int, nargs="+", default=[1, 1, 0], help="1 = recurrent, per layer")
+    p.add_argument("--reset", nargs="+", default=["zero", "zero", "none"],
+                   help="'zero' or 'subtract' per layer; 'none' for the last: a leaky-integrator readout (in the sink)")
     p.add_argument("--tau-trace-ms", type=float, default=40.0, help="time constant of the segmenter's trace")
     p.add_argument("--slope", type=float, default=5.0, help="surrogate gradient slope")
     p.add_argument("--init-gain", type=float, default=1.0, help="scale of the initial weights")
@@ -54,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "envelope smoothed with this time constant (0: the envelope itself)")
     p.add_argument("--noise-rise-db-per-s", type=float, default=0.0, help="front end: cap on the noise floor's rise")
     p.add_argument("--floor-db", type=float, default=-70.0, help="front end energy floor (dB of mean-square power)")
-    p.add_argument("--level-db", type=float, nargs=2, default=[-60.0, -8.0], help="speech level range, dBFS rms")
+    p.add_argument("--level-db", type=float, nargs=2, default=[-55.0, -8.0], help="speech level range, dBFS rms")
     p.add_argument("--snr-db", type=float, nargs=2, default=[-5.0, 20.0], help="speech-to-noise ratio range, dB")
     p.add_argument("--max-events-per-frame", type=int, default=16, help="front end cap per channel and frame")
     p.add_argument("--seed", type=int, default=0)
