@@ -163,7 +163,7 @@ class AudioFrontEnd:
         if not 100 <= self.frame_us <= 1_000_000:
             problems.append(f"frame_us must be in 100..1000000 µs, got {self.frame_us}")
         if min(self.noise_tau_us, self.noise_margin_db, self.noise_smooth_us, self.noise_rise_db_per_s) < 0:
-            problems.append(f"noise_tau_us, noise_margin_db, noise_smooth_us and noise_rise_db_per_s must be ≥ 0, got "
+            problems.append("noise_tau_us, noise_margin_db, noise_smooth_us and noise_rise_db_per_s must be ≥ 0, got "
                             f"{self.noise_tau_us}, {self.noise_margin_db}, {self.noise_smooth_us}, "
                             f"{self.noise_rise_db_per_s}")
         if not self.max_events_per_frame >= 1:
@@ -257,8 +257,8 @@ class AudioFrontEnd:
         out_t, out_x, out_p = state.out_t, state.out_x, state.out_p
         ne, frames = frontend_block(
             x, n0, state.rate_hz, self.frame_us, state.b0, state.a1, state.a2, state.active, state.beta, state.floor_pow,
-            state.gamma, state.kappa, state.rise, state.margin, state.ratio, self.max_events_per_frame, state.xh, state.y1, state.y2,
-            state.acc, state.env, state.ref, state.slow, state.noise, out_t, out_x, out_p,
+            state.gamma, state.kappa, state.rise, state.margin, state.ratio, self.max_events_per_frame, state.xh,
+            state.y1, state.y2, state.acc, state.env, state.ref, state.slow, state.noise, out_t, out_x, out_p,
         )
         n_active = state.n_active
         state.n_samples = n0 + n

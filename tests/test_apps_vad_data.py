@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from apps.vad.data import (
-    HELD_OUT_NOISE, SYNTHETIC_NOISE, clean_speech_labels, load_mono, load_pools, make_mixture, mix_at_snr, synthesise_espeak,
-    synthetic_noise,
+    HELD_OUT_NOISE, SYNTHETIC_NOISE, clean_speech_labels, load_mono, load_pools, make_mixture, mix_at_snr,
+    synthesise_espeak, synthetic_noise,
 )
 
 

@@ -229,6 +229,8 @@ def test_errors_name_the_problem():
         fe.init(pcm_spec(1000))
     with pytest.raises(ValueError, match="channels must be"):
         AudioFrontEnd(channels=0)
+    with pytest.raises(ValueError, match="noise_rise_db_per_s must be ≥ 0, got 0, 6.0, 0, -1.0"):
+        AudioFrontEnd(noise_rise_db_per_s=-1.0)
     state = fe.init(pcm_spec(16000))
     bad = np.zeros(4, PCM_SAMPLE)
     bad["t"] = np.arange(4) * 62
@@ -236,3 +238,19 @@ def test_errors_name_the_problem():
     bad.flags.writeable = False
     with pytest.raises(ValueError, match="finite"):
         fe.step(state, Packet(bad, 300))
+
+
+def test_capped_rise_keeps_long_speech_from_lifting_the_noise_floor():
+    rate = 16000
+    rng = np.random.default_rng(11)
+    quiet = (rng.standard_normal(rate) * 0.003).astype(np.float32)
+    t = np.arange(rate * 3) / rate
+    loud = (0.3 * np.sin(2 * np.pi * 700 * t) * (1 + 0.5 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
+    x = np.concatenate([quiet, loud + quiet[0]])
+    free = AudioFrontEnd(frame_us=10_000, noise_tau_us=300_000)
+    capped = AudioFrontEnd(frame_us=10_000, noise_tau_us=300_000, noise_rise_db_per_s=3.0)
+    late = lambda fe: int((fe.run_array(x, rate)[0]["t"] >= 2_500_000).sum())  # noqa: E731
+    # the uncapped floor climbs to the loud tone within a second and its modulation stops firing; the capped one
+    # rises at most 3 dB/s and keeps reporting it
+    assert late(capped) > 3 * max(late(free), 1)
+    assert capped.run_array(x, rate)[1].frontend_macs == 16 * (4 * x.size + (2 + 2 + 1) * 400)

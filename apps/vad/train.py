@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     train_s = time.perf_counter() - t_start
     segmenter, seg_metrics = tune_segmenter(net, val_x.numpy(), val_y)
     say(f"segmenter on validation mixtures: {segmenter} → {seg_metrics}")
-    info = {"steps": step, "best_step": best[2], "best_val_mean_ba_auc": round(best[0], 4), "train_s": round(train_s, 1),
+    info = {"steps": step, "best_step": best[2], "best_val_mean_ba_auc": round(best[0], 4),
+            "train_s": round(train_s, 1),
             "seed": args.seed, "batch": args.batch, "clip_s": args.clip_s, "synth_utterances": args.synth,
             "lr": args.lr, "rate_penalty": args.rate_penalty, "mix": mix, "argv": list(argv) if argv else [],
             "segmenter_val": seg_metrics, "history": history[-10:]}
