@@ -180,6 +180,9 @@ def _decay_to(u, tl, n, t, tau, mode, lut, lut_off, lut_len):
 def _fire(u, n, thr, reset):
     """Spikes a neuron whose potential reached ``thr``; returns how many (multi-spike for subtract)."""
     if reset == 0:
+        if u[n] < 1.5 * thr:  # the usual case: u / thr < 2, one spike, and no division needed to know it
+            u[n] -= thr
+            return 1
         q = u[n] / thr
         if q > 1e9:  # absurd potentials: emit enough spikes for the runaway guard to stop the network
             q = 1e9
@@ -349,7 +352,7 @@ def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset)
             hits, at = _row_add(u, W, us, w_row, run, g, thr)
             if hits == 1:
                 if n_spk < spk_n.shape[0]:
-                    spk_n[n_spk] = us + (at // oc) * oc
+                    spk_n[n_spk] = us + (at & ~(oc - 1) if oc & (oc - 1) == 0 else (at // oc) * oc)
                 n_spk += 1
             elif hits > 0:
                 for j in range(nkx):
