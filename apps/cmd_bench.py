@@ -67,6 +67,11 @@ def run(args) -> int:
         with contextlib.redirect_stdout(tee):
             section = module.run(args.quick, plots)
         section["suite_wall_s"] = round(time.perf_counter() - t0, 2)
+        # the process's peak resident memory so far (getrusage keeps one high-water mark per process, so a suite's
+        # own peak shows only where it raised the mark; run a suite alone to get its peak)
+        section["peak_rss_mb"] = _peak_rss_mb()
+        print(f"[{name}] {section['suite_wall_s']:.0f} s; peak resident memory of this process so far: "
+              f"{section['peak_rss_mb']:.0f} MB")
         out["suites"][name] = section
         printed[name] = (tee.text(), section["suite_wall_s"])
     if args.json:
@@ -116,6 +121,15 @@ def write_readme_section(path: Path, printed: dict[str, tuple[str, float]], prov
         lines += [f"**{name}** ({wall_s:.0f} s)", "", "```", body.strip("\n"), "```", ""]
     text = text[:start] + "\n".join(lines) + text[end:]
     path.write_text(text)
+
+
+def _peak_rss_mb() -> float:
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return float("nan")
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / (1024 * 1024) if sys.platform == "darwin" else kb / 1024, 1)  # bytes on macOS, KiB elsewhere
 
 
 def _check_markers(path: Path) -> str:

@@ -74,3 +74,12 @@ def test_bench_readme_without_markers_is_a_clear_error(tmp_path, capsys):
     assert main(["bench", "runtime", "--quick", "--readme", str(readme)]) == 2
     assert "bench:start" in capsys.readouterr().err
     assert readme.read_text() == "# no markers\n"
+
+
+def test_bench_json_has_peak_memory_per_suite(tmp_path):
+    import json
+
+    path = tmp_path / "b.json"
+    assert main(["bench", "runtime", "--quick", "--json", str(path)]) == 0
+    section = json.loads(path.read_text())["suites"]["runtime"]
+    assert section["peak_rss_mb"] > 10  # a Python process with numpy and numba loaded
