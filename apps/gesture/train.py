@@ -88,6 +88,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, default=128, help="neurons in the recurrent layer")
     p.add_argument("--window-weight", type=float, default=1.0,
                    help="loss weight of the per-clip count cross-entropy (added to the per-bin one)")
+    p.add_argument("--spatial-gate-rel", type=float, default=2.5,
+                   help="the spatial gate's rel_threshold (a tile passes when busier than this × the mean tile)")
     p.add_argument("--gate-prob", type=float, default=0.5, help="fraction of training samples seen through the gates")
     p.add_argument("--workers", type=int, default=2, help="processes making clips")
     p.add_argument("--threads", type=int, default=1,
@@ -382,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         val, test = val.subset(range(min(len(val), args.eval_limit))), test.subset(range(min(len(test), args.eval_limit)))
     say(f"clips ready in {t_data:.0f} s: train {len(train)}, val {len(val)}, test {len(test)}")
 
-    gates = default_gates()
+    gates = default_gates({"spatial": {"rel_threshold": args.spatial_gate_rel}})
     motion = (MotionDirections(args.motion_dirs, window_us=int(args.motion_window_ms * 1000))
               if args.motion_dirs else None)
     delays_us = tuple(int(round(d * 1000)) for d in args.delays_ms)
