@@ -88,7 +88,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, default=128, help="neurons in the recurrent layer")
     p.add_argument("--window-weight", type=float, default=1.0,
                    help="loss weight of the per-clip count cross-entropy (added to the per-bin one)")
-    p.add_argument("--spatial-gate-rel", type=float, default=2.5,
+    p.add_argument("--spatial-gate-rel", type=float, default=1.5,
                    help="the spatial gate's rel_threshold (a tile passes when busier than this × the mean tile)")
     p.add_argument("--gate-prob", type=float, default=0.5, help="fraction of training samples seen through the gates")
     p.add_argument("--workers", type=int, default=2, help="processes making clips")
