@@ -27,9 +27,11 @@ def ref_lin_log(i: float, dn: float = 20.0) -> float:
 
 
 def ref_crossing_time(level, r0, slope, t_prev, dt):
-    frac = (level - r0) / slope if slope != 0.0 else 1.0
-    frac = min(max(frac, 0.0), 1.0)
-    return max(t_prev + int(math.floor(frac * dt + 0.5)), t_prev + 1)
+    # offset into the interval = (level - r0) / slope of dt, written as (level - r0) · (dt / slope) like the kernel
+    # (which divides once per pixel), so that the two round alike
+    off = (level - r0) * (dt / slope) if slope != 0.0 else float(dt)
+    off = min(max(off, 0.0), float(dt))
+    return max(t_prev + int(math.floor(off + 0.5)), t_prev + 1)
 
 
 def ref_frame(log_new, eps, use_lowpass, lp, base, th_on, th_off, leak, t_prev, dt, refractory, t_last, width):
