@@ -302,3 +302,17 @@ def test_fast_conv_path_matches_slow_twin(stride, padding):
     expected, _, counts = slow_run(net, t, a, 30_000)
     assert spikes == expected and len(spikes) > 10
     assert net.counters(state)["synaptic_ops.c"] == counts["c"][0]
+
+
+def test_fast_conv_group_with_more_candidates_than_neurons():
+    """A burst of simultaneous events lists more neurons at threshold (with repeats) than the layer has: the
+    kernel falls back to testing every tap of the group, with the same result as the slow twin."""
+    rng = np.random.default_rng(9)
+    layers = [Conv2d("c", rng.normal(0.5, 0.4, (4, 2, 3, 3)), (1, 1), (1, 1), Neuron(0.8, 5000.0))]
+    net = Network(layers, (2, 6, 5))
+    t = np.repeat(np.array([100, 300, 301], np.int64), [400, 3, 250])
+    a = rng.integers(0, 2 * 6 * 5, t.shape[0]).astype(np.int32)
+    net, state, spikes = _kernel_run(net, t, a, 1000)
+    expected, _, counts = slow_run(net, t, a, 1000)
+    assert spikes == expected and len(spikes) > 100
+    assert net.counters(state)["synaptic_ops.c"] == counts["c"][0]

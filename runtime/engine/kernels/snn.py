@@ -285,8 +285,8 @@ def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset)
     """The hot path: conv layers without refractoriness or per-neuron decay. Walks the kernel taps that land
     inside the output directly (no target list), one contiguous row of taps at a time (row-order weights).
     ``what``: 0 accumulate and list the neurons at threshold (an event alone at its timestamp); 1 accumulate
-    and list the taps (first neuron of C) where some neuron is at threshold after this update (candidates, in
-    spk_n; a neuron at threshold after its group is one after its last update in the group); 2 test and fire
+    and list the neurons at threshold after this update (candidates, in spk_n, possibly more than once; a neuron
+    at threshold after its group is one after its last update in the group); 2 test and fire
     every tap (after a group was accumulated). Taps are listed in the order kx ascending (output column
     descending) and rows in ky ascending, neurons within a tap by channel."""
     in_w = desc[l, D_IN_W]
@@ -352,21 +352,15 @@ def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset)
             hits, at = _row_add(u, W, us, w_row, run, g, thr)
             if hits == 1:
                 if n_spk < spk_n.shape[0]:
-                    spk_n[n_spk] = us + (at & ~(oc - 1) if oc & (oc - 1) == 0 else (at // oc) * oc)
-                n_spk += 1
+                    spk_n[n_spk] = us + at
+                n_spk += 1  # past the end: the caller falls back to testing every tap
             elif hits > 0:
-                for j in range(nkx):
-                    tb = us + (nkx - 1 - j) * oc
-                    found = 0
-                    for k in range(oc):
-                        found += u[tb + k] >= thr
-                    if found:
-                        if n_spk < spk_n.shape[0]:
-                            spk_n[n_spk] = tb
-                        n_spk += 1  # past the end: the caller falls back to testing every tap
-                        hits -= found
-                        if hits == 0:
-                            break
+                if n_spk + run <= spk_n.shape[0]:
+                    for m in range(run):  # branch-free, as for what 0 (the order of candidates does not matter)
+                        spk_n[n_spk] = us + m
+                        n_spk += u[us + m] >= thr
+                else:
+                    n_spk += hits
         else:
             for j in range(nkx):
                 tb = us + (nkx - 1 - j) * oc
@@ -521,14 +515,18 @@ def _layer(
                         n_cand, ops_here = _conv_walk(u, W, desc, l, in_a[e], uoff, g, thr, cand, spk_k, n_cand, 1,
                                                       reset)
                         ops += ops_here
-                    if n_cand <= cand.shape[0]:  # test only the taps that reached threshold when last updated
+                    if n_cand <= cand.shape[0]:  # test only the neurons at threshold when last updated
                         for e in range(n_cand):
-                            base = cand[e]
-                            for k in range(oc):
-                                if u[base + k] >= thr:
-                                    spk_n[n_spk] = base + k
-                                    spk_k[n_spk] = _fire(u, base + k, thr, reset)
-                                    n_spk += 1
+                            n = cand[e]
+                            v = u[n]
+                            if v >= thr:  # a neuron listed twice is below threshold once it has fired
+                                spk_n[n_spk] = n
+                                if reset == 0 and v < 1.5 * thr:  # _fire's usual case, without its array call
+                                    u[n] = v - thr
+                                    spk_k[n_spk] = 1
+                                else:
+                                    spk_k[n_spk] = _fire(u, n, thr, reset)
+                                n_spk += 1
                     else:
                         for e in range(i, ja):
                             n_spk, ops_here = _conv_walk(u, W, desc, l, in_a[e], uoff, g, thr, spk_n, spk_k, n_spk,
