@@ -290,13 +290,18 @@ def test_kernel_spike_dtype_is_the_runtime_spike_event():
     assert extra.tolist() == [-1, 0, 1, 9, 3]
 
 
-@pytest.mark.parametrize("stride, padding", [((1, 1), (2, 1)), ((2, 3), (1, 2)), ((3, 1), (0, 0))])
-def test_fast_conv_path_matches_slow_twin(stride, padding):
-    """Conv layers without refractoriness take the direct tap walk (alone and in groups of simultaneous events)."""
+@pytest.mark.parametrize("stride, padding, divide", [((1, 1), (2, 1), False), ((2, 3), (1, 2), False),
+                                                     ((3, 1), (0, 0), False), ((2, 3), (1, 2), True)])
+def test_fast_conv_path_matches_slow_twin(stride, padding, divide):
+    """Conv layers without refractoriness take the direct tap walk (alone and in groups of simultaneous events).
+    ``divide``: without the multipliers that replace the address divisions (as for inputs too large for them)."""
     rng = np.random.default_rng(8)
     layers = [Conv2d("c", rng.normal(0.3, 0.6, (5, 2, 5, 3)), stride, padding, Neuron(1.0, 4000.0)),
               Conv2d("d", rng.normal(0.3, 0.6, (3, 5, 2, 2)), (1, 1), (0, 0), Neuron(1.2, reset="zero"))]
     net = Network(layers, (2, 13, 11))
+    assert (net._c.desc[:, [sk.D_DIV_HW, sk.D_DIV_W]] > 0).all()
+    if divide:
+        net._c.desc[:, [sk.D_DIV_HW, sk.D_DIV_W]] = 0
     t, a = _stream(rng, 1500, 2 * 13 * 11, 30_000)  # about a third of the events share their timestamp
     net, state, spikes = _kernel_run(net, t, a, 30_000)
     expected, _, counts = slow_run(net, t, a, 30_000)
@@ -316,3 +321,19 @@ def test_fast_conv_group_with_more_candidates_than_neurons():
     expected, _, counts = slow_run(net, t, a, 1000)
     assert spikes == expected and len(spikes) > 100
     assert net.counters(state)["synaptic_ops.c"] == counts["c"][0]
+
+
+@pytest.mark.parametrize("d, n_max", [(1, 1000), (3, 10_000), (128, 32_767), (640, 307_199), (307_200, 614_399),
+                                      (921_600, 1_843_199), (7, 1 << 40)])
+def test_div_magic_equals_integer_division(d, n_max):
+    m = sk.div_magic(d, n_max)
+    q = np.unique(np.linspace(0, n_max // d, 20_000).astype(np.int64))  # quotients, then both sides of each step
+    n = np.concatenate([np.arange(0, min(n_max, 5000) + 1), np.arange(max(0, n_max - 3000), n_max + 1),
+                        q * d - 1, q * d, q * d + d - 1])
+    n = n[(n >= 0) & (n <= n_max)].astype(np.int64)
+    if m == 0:  # no multiplier fits: the kernel divides
+        assert n_max * d > 1 << sk.DIV_SHIFT
+        return
+    assert np.array_equal((n * m) >> sk.DIV_SHIFT, n // d)
+    with pytest.raises(ValueError, match="divisor must be ≥ 1"):
+        sk.div_magic(0, 10)

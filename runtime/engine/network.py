@@ -183,6 +183,8 @@ class Network:
                     rows_w, taps = sk.conv_row_weights(layer.weight, layer.stride[1])
                     d[sk.D_ROW_OFF] = w_off + wblock.shape[0]
                     d[sk.D_ROW_TAPS] = taps
+                    d[sk.D_DIV_HW] = sk.div_magic(s_in[1] * s_in[2], int(np.prod(s_in)) - 1)
+                    d[sk.D_DIV_W] = sk.div_magic(s_in[2], s_in[1] * s_in[2] - 1)
                     wblock = np.concatenate([wblock, rows_w])
                 else:
                     d[sk.D_TYPE] = sk.T_POOL if layer.neuron is not None else sk.T_POOL_ADDR

@@ -32,7 +32,8 @@ D_KH, D_KW, D_SH, D_SW, D_PH, D_PW = 7, 8, 9, 10, 11, 12
 D_W_OFF, D_U_OFF, D_N, D_REC, D_REC_OFF, D_REC_DELAY, D_DELAY = 13, 14, 15, 16, 17, 18, 19
 D_RESET, D_REFR, D_DECAY, D_CG, D_CG_OFF, D_LUT_OFF, D_LUT_LEN = 20, 21, 22, 23, 24, 25, 26
 D_ROW_OFF, D_ROW_TAPS = 27, 28  # conv: the same weights in row order (see conv_row_weights)
-D_COLS = 29
+D_DIV_HW, D_DIV_W = 29, 30  # conv: multipliers for a // (in_h·in_w) and pos // in_w (see div_magic; 0: divide)
+D_COLS = 31
 # float parameter columns
 F_THETA, F_TAU, F_CG_TAU = 0, 1, 2
 F_COLS = 3
@@ -48,6 +49,7 @@ DECAY_NONE, DECAY_FRAME, DECAY_EXP, DECAY_LUT = 0, 1, 2, 3
 C_OPS, C_UPDATES, C_SPIKES, C_GATED, C_SAVED, C_GATE_OPS = 0, 1, 2, 3, 4, 5
 C_COLS = 6
 
+DIV_SHIFT = 42  # n // d == (n · div_magic(d, n_max)) >> DIV_SHIFT for 0 ≤ n ≤ n_max
 RENORM = 30.0  # renormalise a frame when (t - tref) / tau exceeds this (exp(30) ≈ 1e13: far from overflow)
 NO_TIME = np.iinfo(np.int64).max
 ERR_NONE = -1
@@ -270,6 +272,19 @@ def conv_row_weights(weight: np.ndarray, stride_w: int) -> tuple[np.ndarray, int
     return out.ravel(), taps
 
 
+def div_magic(d: int, n_max: int) -> int:
+    """Multiplier ``m`` with ``n // d == (n · m) >> DIV_SHIFT`` for every 0 ≤ n ≤ n_max, or 0 where none fits in
+    int64 arithmetic. m = ⌈2^S / d⌉ = (2^S + e) / d with 0 ≤ e < d, so n·m / 2^S = n / d + n·e / (d·2^S): the
+    error stays below 1/d, too small to reach the next integer, when n_max · d ≤ 2^S."""
+    d, n_max = int(d), int(n_max)
+    if d < 1 or n_max < 0:
+        raise ValueError(f"div_magic: divisor must be ≥ 1 and n_max ≥ 0, got d={d}, n_max={n_max}")
+    m = -(-(1 << DIV_SHIFT) // d)
+    if n_max * d > (1 << DIV_SHIFT) or n_max * m >= 1 << 63:
+        return 0
+    return m
+
+
 @njit(cache=True, inline="always")
 def _udiv(n, d):
     """n // d for n ≥ 0, d ≥ 1: integer division costs tens of cycles, strides are mostly 1 or 2."""
@@ -281,20 +296,20 @@ def _udiv(n, d):
 
 
 @njit(cache=True, inline="always")
-def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset):
-    """The hot path: conv layers without refractoriness or per-neuron decay. Walks the kernel taps that land
-    inside the output directly (no target list), one contiguous row of taps at a time (row-order weights).
+def _conv_walk(u, W, desc, l, in_a, e0, e1, uoff, g, thr, spk_n, spk_k, n_spk, what, reset):
+    """The hot path: conv layers without refractoriness or per-neuron decay, for the events ``in_a[e0:e1]`` (one
+    call per group of simultaneous events: every inlined call with array arguments costs atomic reference
+    counts). Walks the kernel taps that land inside the output directly (no target list), one contiguous row of
+    taps at a time (row-order weights).
     ``what``: 0 accumulate and list the neurons at threshold (an event alone at its timestamp); 1 accumulate
     and list the neurons at threshold after this update (candidates, in spk_n, possibly more than once; a neuron
     at threshold after its group is one after its last update in the group); 2 test and fire
     every tap (after a group was accumulated). Taps are listed in the order kx ascending (output column
-    descending) and rows in ky ascending, neurons within a tap by channel."""
+    descending) and rows in ky ascending, neurons within a tap by channel. Returns (n_spk, ops)."""
     in_w = desc[l, D_IN_W]
     in_hw = desc[l, D_IN_H] * in_w
-    c = _udiv(a, in_hw)
-    pos = a - c * in_hw
-    y = _udiv(pos, in_w)
-    x = pos - y * in_w
+    m_hw = desc[l, D_DIV_HW]
+    m_w = desc[l, D_DIV_W]
     kh = desc[l, D_KH]
     kw = desc[l, D_KW]
     sh = desc[l, D_SH]
@@ -302,77 +317,86 @@ def _conv_walk(u, W, desc, l, a, uoff, g, thr, spk_n, spk_k, n_spk, what, reset)
     oh = desc[l, D_OUT_H]
     ow = desc[l, D_OUT_W]
     oc = desc[l, D_OUT_C]
-    ny = y + desc[l, D_PH]
-    nx = x + desc[l, D_PW]
-    # first tap whose output row/column lies inside the layer, and how many taps follow
-    oy = _udiv(ny, sh)
-    ky = ny - oy * sh
-    if oy >= oh:
-        skip = oy - oh + 1
-        oy -= skip
-        ky += skip * sh
-    ox0 = _udiv(nx, sw)
-    kx0 = nx - ox0 * sw
-    if ox0 >= ow:
-        skip = ox0 - ow + 1
-        ox0 -= skip
-        kx0 += skip * sw
-    nkx = 0
-    if kx0 < kw:
-        nkx = min(_udiv(kw - 1 - kx0, sw) + 1, ox0 + 1)
-    ops = 0
-    if nkx <= 0:
-        return n_spk, ops
-    # row-order weights: phase r = kx0 % sw, taps kx0, kx0 + sw, ... stored reversed from slot pos_lo
+    ph = desc[l, D_PH]
+    pw = desc[l, D_PW]
     taps = desc[l, D_ROW_TAPS]
-    j0 = _udiv(kx0, sw)
-    r = kx0 - j0 * sw
-    run = nkx * oc
-    ox_lo = ox0 - nkx + 1
-    w_row = desc[l, D_ROW_OFF] + ((c * kh * sw + r) * taps + taps - j0 - nkx) * oc
+    row_off = desc[l, D_ROW_OFF]
     w_step = sh * sw * taps * oc  # from row ky to row ky + sh
-    w_row += ky * sw * taps * oc
-    while ky < kh and oy >= 0:
-        us = uoff + (oy * ow + ox_lo) * oc
-        if what == 0:
-            hits, at = _row_add(u, W, us, w_row, run, g, thr)
-            if hits == 1:
-                spk_n[n_spk] = us + at
-                n_spk += 1
-            elif hits > 0:  # find them, taps in walk order, until all are found
-                stop = n_spk + hits
+    ops = 0
+    for e in range(e0, e1):
+        a = np.int64(in_a[e])
+        # a // in_hw and pos // in_w as a multiply and a shift (see div_magic): a division costs tens of cycles
+        c = (a * m_hw) >> DIV_SHIFT if m_hw > 0 else a // in_hw
+        pos = a - c * in_hw
+        y = (pos * m_w) >> DIV_SHIFT if m_w > 0 else pos // in_w
+        x = pos - y * in_w
+        ny = y + ph
+        nx = x + pw
+        # first tap whose output row/column lies inside the layer, and how many taps follow
+        oy = _udiv(ny, sh)
+        ky = ny - oy * sh
+        if oy >= oh:
+            skip = oy - oh + 1
+            oy -= skip
+            ky += skip * sh
+        ox0 = _udiv(nx, sw)
+        kx0 = nx - ox0 * sw
+        if ox0 >= ow:
+            skip = ox0 - ow + 1
+            ox0 -= skip
+            kx0 += skip * sw
+        nkx = 0
+        if kx0 < kw:
+            nkx = min(_udiv(kw - 1 - kx0, sw) + 1, ox0 + 1)
+        if nkx <= 0:
+            continue
+        # row-order weights: phase r = kx0 % sw, taps kx0, kx0 + sw, ... stored reversed from slot pos_lo
+        j0 = _udiv(kx0, sw)
+        r = kx0 - j0 * sw
+        run = nkx * oc
+        ox_lo = ox0 - nkx + 1
+        w_row = row_off + ((c * kh * sw + r) * taps + taps - j0 - nkx) * oc + ky * sw * taps * oc
+        while ky < kh and oy >= 0:
+            us = uoff + (oy * ow + ox_lo) * oc
+            if what == 0:
+                hits, at = _row_add(u, W, us, w_row, run, g, thr)
+                if hits == 1:
+                    spk_n[n_spk] = us + at
+                    n_spk += 1
+                elif hits > 0:  # find them, taps in walk order, until all are found
+                    stop = n_spk + hits
+                    for j in range(nkx):
+                        tb = us + (nkx - 1 - j) * oc
+                        for k in range(oc):  # branch-free: write always, advance on a spike
+                            spk_n[n_spk] = tb + k
+                            n_spk += u[tb + k] >= thr
+                        if n_spk == stop:
+                            break
+            elif what == 1:
+                hits, at = _row_add(u, W, us, w_row, run, g, thr)
+                if hits == 1:
+                    if n_spk < spk_n.shape[0]:
+                        spk_n[n_spk] = us + at
+                    n_spk += 1  # past the end: the caller falls back to testing every tap
+                elif hits > 0:
+                    if n_spk + run <= spk_n.shape[0]:
+                        for m in range(run):  # branch-free, as for what 0 (the order of candidates does not matter)
+                            spk_n[n_spk] = us + m
+                            n_spk += u[us + m] >= thr
+                    else:
+                        n_spk += hits
+            else:
                 for j in range(nkx):
                     tb = us + (nkx - 1 - j) * oc
-                    for k in range(oc):  # branch-free: write always, advance on a spike
-                        spk_n[n_spk] = tb + k
-                        n_spk += u[tb + k] >= thr
-                    if n_spk == stop:
-                        break
-        elif what == 1:
-            hits, at = _row_add(u, W, us, w_row, run, g, thr)
-            if hits == 1:
-                if n_spk < spk_n.shape[0]:
-                    spk_n[n_spk] = us + at
-                n_spk += 1  # past the end: the caller falls back to testing every tap
-            elif hits > 0:
-                if n_spk + run <= spk_n.shape[0]:
-                    for m in range(run):  # branch-free, as for what 0 (the order of candidates does not matter)
-                        spk_n[n_spk] = us + m
-                        n_spk += u[us + m] >= thr
-                else:
-                    n_spk += hits
-        else:
-            for j in range(nkx):
-                tb = us + (nkx - 1 - j) * oc
-                for k in range(oc):
-                    if u[tb + k] >= thr:
-                        spk_n[n_spk] = tb + k
-                        spk_k[n_spk] = _fire(u, tb + k, thr, reset)
-                        n_spk += 1
-        ops += run
-        ky += sh
-        oy -= 1
-        w_row += w_step
+                    for k in range(oc):
+                        if u[tb + k] >= thr:
+                            spk_n[n_spk] = tb + k
+                            spk_k[n_spk] = _fire(u, tb + k, thr, reset)
+                            n_spk += 1
+            ops += run
+            ky += sh
+            oy -= 1
+            w_row += w_step
     return n_spk, ops
 
 
@@ -481,7 +505,8 @@ def _layer(
             fired = False
             if (ja - i) + (jb - qh) == 1:
                 if fast_conv and ja > i:
-                    n_spk, ops_here = _conv_walk(u, W, desc, l, in_a[i], uoff, g, thr, spk_n, spk_k, n_spk, 0, reset)
+                    n_spk, ops_here = _conv_walk(u, W, desc, l, in_a, i, ja, uoff, g, thr, spk_n, spk_k, n_spk, 0,
+                                                 reset)
                     ops += ops_here
                     updates += ops_here
                     ns = -1
@@ -510,11 +535,8 @@ def _layer(
                     _sort_small(pq_a, qh, jb)
                 ops_before = ops
                 if fast_conv:
-                    n_cand = 0
-                    for e in range(i, ja):
-                        n_cand, ops_here = _conv_walk(u, W, desc, l, in_a[e], uoff, g, thr, cand, spk_k, n_cand, 1,
-                                                      reset)
-                        ops += ops_here
+                    n_cand, ops_here = _conv_walk(u, W, desc, l, in_a, i, ja, uoff, g, thr, cand, spk_k, 0, 1, reset)
+                    ops += ops_here
                     if n_cand <= cand.shape[0]:  # test only the neurons at threshold when last updated
                         for e in range(n_cand):
                             n = cand[e]
@@ -528,9 +550,8 @@ def _layer(
                                     spk_k[n_spk] = _fire(u, n, thr, reset)
                                 n_spk += 1
                     else:
-                        for e in range(i, ja):
-                            n_spk, ops_here = _conv_walk(u, W, desc, l, in_a[e], uoff, g, thr, spk_n, spk_k, n_spk,
-                                                         2, reset)
+                        n_spk, ops_here = _conv_walk(u, W, desc, l, in_a, i, ja, uoff, g, thr, spk_n, spk_k, n_spk,
+                                                     2, reset)
                 for phase in range(0 if fast_conv else 2):
                     for e in range(i, ja + (jb - qh)):
                         if e < ja:
