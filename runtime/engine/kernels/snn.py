@@ -296,6 +296,19 @@ def _udiv(n, d):
 
 
 @njit(cache=True, inline="always")
+def _first_tap(n, s, o):
+    """Along one axis, input position ``n`` (padding added) reaches output ``n // s`` through tap ``n % s``, then
+    output - 1 through tap + s, ...: the first (output, tap) of those whose output is below ``o``."""
+    q = _udiv(n, s)
+    k = n - q * s
+    if q >= o:
+        skip = q - o + 1
+        q -= skip
+        k += skip * s
+    return q, k
+
+
+@njit(cache=True, inline="always")
 def _conv_walk(u, W, desc, l, in_a, e0, e1, uoff, g, thr, spk_n, spk_k, n_spk, what, reset):
     """The hot path: conv layers without refractoriness or per-neuron decay, for the events ``in_a[e0:e1]`` (one
     call per group of simultaneous events: every inlined call with array arguments costs atomic reference
@@ -333,18 +346,8 @@ def _conv_walk(u, W, desc, l, in_a, e0, e1, uoff, g, thr, spk_n, spk_k, n_spk, w
         ny = y + ph
         nx = x + pw
         # first tap whose output row/column lies inside the layer, and how many taps follow
-        oy = _udiv(ny, sh)
-        ky = ny - oy * sh
-        if oy >= oh:
-            skip = oy - oh + 1
-            oy -= skip
-            ky += skip * sh
-        ox0 = _udiv(nx, sw)
-        kx0 = nx - ox0 * sw
-        if ox0 >= ow:
-            skip = ox0 - ow + 1
-            ox0 -= skip
-            kx0 += skip * sw
+        oy, ky = _first_tap(ny, sh, oh)
+        ox0, kx0 = _first_tap(nx, sw, ow)
         nkx = 0
         if kx0 < kw:
             nkx = min(_udiv(kw - 1 - kx0, sw) + 1, ox0 + 1)
