@@ -337,3 +337,19 @@ def test_div_magic_equals_integer_division(d, n_max):
     assert np.array_equal((n * m) >> sk.DIV_SHIFT, n // d)
     with pytest.raises(ValueError, match="divisor must be ≥ 1"):
         sk.div_magic(0, 10)
+
+
+@pytest.mark.parametrize("n", [1, 24, sk.ROW_PACK_MAX, sk.ROW_PACK_MAX + 5])
+def test_row_add_matches_twin(n):
+    """The row update: count and offset sum of the neurons at threshold (packed in one integer up to
+    ROW_PACK_MAX neurons, two counters beyond)."""
+    rng = np.random.default_rng(n)
+    u = rng.normal(0.0, 1.0, n + 7)
+    w = rng.normal(0.0, 1.0, n + 3)
+    expected = u.copy()
+    for m in range(n):
+        expected[5 + m] = expected[5 + m] + w[2 + m] * 1.7
+    at = [m for m in range(n) if expected[5 + m] >= 0.9]
+    hits, offsets = sk._row_add(u, w, 5, 2, n, 1.7, 0.9)
+    assert np.array_equal(u, expected)
+    assert (hits, offsets) == (len(at), sum(at))

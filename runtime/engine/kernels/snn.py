@@ -50,6 +50,8 @@ C_OPS, C_UPDATES, C_SPIKES, C_GATED, C_SAVED, C_GATE_OPS = 0, 1, 2, 3, 4, 5
 C_COLS = 6
 
 DIV_SHIFT = 42  # n // d == (n · div_magic(d, n_max)) >> DIV_SHIFT for 0 ≤ n ≤ n_max
+ROW_PACK = 1 << 32  # _row_add: hits · ROW_PACK + Σ offsets, exact while the offsets sum below ROW_PACK ...
+ROW_PACK_MAX = 1 << 16  # ... which rows up to this many neurons guarantee (Σ m < n² / 2 ≤ 2^31)
 RENORM = 30.0  # renormalise a frame when (t - tref) / tau exceeds this (exp(30) ≈ 1e13: far from overflow)
 NO_TIME = np.iinfo(np.int64).max
 ERR_NONE = -1
@@ -208,6 +210,12 @@ def _row_add(u, W, us, ws, n, g, thr):
     the loop vectorises (each neuron gets exactly the operations of a scalar loop)."""
     ub = u[us:us + n]
     wb = W[ws:ws + n]
+    if n <= ROW_PACK_MAX:  # count and offsets in one integer: one reduction per row instead of two
+        acc = 0
+        for m in range(n):
+            ub[m] = ub[m] + wb[m] * g
+            acc += (ub[m] >= thr) * (ROW_PACK + m)
+        return acc >> 32, acc & (ROW_PACK - 1)
     hits = 0
     at = 0
     for m in range(n):
