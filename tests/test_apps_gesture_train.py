@@ -120,3 +120,31 @@ def test_batcher_feeds_the_motion_stage_output_on_its_direction_channels():
     mt, ma = directions_of(motion, t, addr, INPUT_PX)
     assert 0 < mt.shape[0] < n
     assert np.array_equal(x[:, 0].reshape(8, -1), bin_events(mt, ma, 50_000, 8, 4 * INPUT_PX * INPUT_PX))
+
+
+def test_decision_calibration_finds_evidence_settings_that_answer_more_clips_right():
+    """Clips of two labels: swipe_left's neuron fires 6 spikes in a burst, zoom_in's only 2. With the learned gain
+    and `none` prior only a threshold can be chosen, and the zoom clips end as `none`; searching the gain, the
+    prior and the trace's time constant too recovers them without turning the `none` clips into gestures."""
+    from apps.gesture.train import calibrate_decision
+    from graphs.gesture_decision import DecisionConfig
+
+    rng = np.random.default_rng(3)
+    left, zoom, none = LABELS.index("swipe_left"), LABELS.index("zoom_in"), LABELS.index("none")
+    counts, labels = [], []
+    for i in range(60):
+        c = np.zeros((40, len(LABELS)))
+        y = (left, zoom, none)[i % 3]
+        if y != none:
+            at = rng.integers(5, 30)
+            c[at:at + (6 if y == left else 2), y] = 1
+        c[rng.integers(0, 40), rng.integers(0, len(LABELS))] += 1  # one stray spike per clip
+        counts.append(c)
+        labels.append(y)
+    base = DecisionConfig(beta=0.6, none_bias=2.0)
+    plain, acc_plain = calibrate_decision(counts, np.array(labels), 50_000, base, evidence=False)
+    tuned, acc_tuned = calibrate_decision(counts, np.array(labels), 50_000, base)
+    assert (plain.beta, plain.none_bias, plain.tau_us) == (base.beta, base.none_bias, base.tau_us)
+    assert acc_plain < 0.8  # the zoom clips are lost
+    assert acc_tuned > acc_plain + 0.2
+    assert tuned.beta / tuned.none_bias > base.beta / base.none_bias  # less evidence needed against `none`
