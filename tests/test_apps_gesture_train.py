@@ -100,6 +100,19 @@ def test_tiny_training_run_writes_a_loadable_network_file(tmp_path):
     assert set(tf) == {"gates_on", "gates_off", "val_accuracy"} and len(tf["gates_on"]["confusion"]) == 9
     assert default_gates()[0].rel_threshold == net.gates[0].rel_threshold
     assert net.motion is not None and net.motion.n_dir == 8  # the default: the motion stage before the network
+    assert meta["decision_learned"]["p_on"] == 0.7  # the learned gain and prior, kept before calibration
+
+    # --recalibrate: same weights, the decision chosen again from the learned settings, the file still loads
+    npz = out.with_suffix(".npz").read_bytes()
+    png.unlink()
+    rc = main(["--out", str(out), "--confusion", str(png), "--data-dir", str(tmp_path / "data"), "--val-clips", "9",
+               "--test-clips", "9", "--workers", "1", "--clip-us", "1000000", "--recalibrate", "--quiet"])
+    assert rc == 0 and png.is_file() and out.with_suffix(".npz").read_bytes() == npz
+    again = json.loads(out.with_suffix(".json").read_text())["meta"]
+    assert again["decision"] == meta["decision"] and again["decision_learned"] == meta["decision_learned"]
+    assert again["metrics"]["recalibrated"] == {"val_clips": 9, "test_clips": 9}
+    assert again["metrics"]["history"] == meta["metrics"]["history"]
+    load_network_file(out)
 
 
 def test_batcher_feeds_the_motion_stage_output_on_its_direction_channels():

@@ -539,7 +539,7 @@ def recalibrate(args, say) -> int:
     val = build_split("val", args.val_clips, workers=args.workers, cache_dir=cache)
     test = build_split("test", args.test_clips, workers=args.workers, cache_dir=cache)
     bin_us = int(topo["bin_us"])
-    vb = Batcher(val, bin_us, int(val.duration_us.max()), net.gates, net.motion)
+    vb = Batcher(val, bin_us, args.clip_us, net.gates, net.motion)  # the window the trainer evaluated
     counts: list = []
     evaluate(model, vb, base, gate_prob=1.0, counts_out=counts)
     dec_cfg, val_acc, test_on, test_off = _decide_and_test(model, vb, counts, val, test, base, args, net.gates,
