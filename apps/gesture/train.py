@@ -10,7 +10,8 @@ Steps (all seeded; the same command gives the same weights on the same machine):
    (the same gate code, on the events), so one set of weights serves gates on and off;
 3. the loss is the decision sink's own confidence: per bin, ``softmax(beta · trace + none_bias)`` of the output
    spike traces against ``none`` before the gesture and the gesture's label from 40 % of its course onwards;
-4. the sink's thresholds are chosen on ``val``; accuracy per class and the confusion matrix on ``test`` (PNG);
+4. the sink's decision settings (evidence time constant, gain, ``none`` prior, thresholds) are chosen on ``val``;
+   accuracy per class and the confusion matrix on ``test`` (PNG);
 5. the network file ``--out`` (``graphs.network`` format: ``.json`` topology with gates, decision settings and
    metrics in its ``meta``, ``.npz`` weights).
 """
