@@ -34,3 +34,19 @@ def test_conv_net_runs_and_gated_variant_saves_ops():
     assert c_off["synaptic_ops"] > 0 and c_on["gated_events"] > 0
     assert c_on["synaptic_ops"] < c_off["synaptic_ops"]
     assert off.dense_macs_per_bin(spec) > c_off["synaptic_ops"] / 100  # per 1 ms bin vs the whole 100 ms run
+
+
+def test_per_layer_breakdown_follows_the_spikes_through_the_layers():
+    ev = snn.dvs_like_stream(4000, 64, 48, duration_us=60_000, seed=5)
+    spec = dvs_spec(64, 48)
+    packets = list(packetize(ev, 1024, 1000))
+    net = snn.conv_net(64, 48)
+    _, state, n_out = snn.run_packets(net, spec, packets)
+    layers = snn.per_layer(net, spec, packets)
+    c = net.counters(state)
+    assert list(layers) == ["conv1", "conv2", "conv3", "conv4"]
+    assert layers["conv1"]["events_in"] == 4000
+    for prev, name in zip(["conv1", "conv2", "conv3"], ["conv2", "conv3", "conv4"]):
+        assert layers[name]["events_in"] == layers[prev]["spikes_out"] == c[f"spikes.{prev}"]
+    assert all(layers[k]["synaptic_ops"] == c[f"synaptic_ops.{k}"] for k in layers)
+    assert layers["conv4"]["spikes_out"] == n_out

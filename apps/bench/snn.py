@@ -105,6 +105,31 @@ def run_packets(net: Network, spec, packets: list[Packet]):
     return time.perf_counter() - t0, state, n_out
 
 
+def per_layer(net: Network, spec, packets: list[Packet]) -> dict:
+    """Each layer as its own stage, timed alone on the spikes the layer before it emitted (the same packets'
+    worth): where a network's time goes. Per layer: input events, ops, spikes out, wall time."""
+    out = {}
+    n_first = sum(p.events.shape[0] for p in packets)
+    for stage in net.split():
+        state = stage.init(spec)
+        emitted = []
+        t0 = time.perf_counter()
+        for p in packets:
+            state, o = stage.step(state, p)
+            emitted.extend(o)
+        wall = time.perf_counter() - t0
+        c = stage.counters(state)
+        n_in = sum(p.events.shape[0] for p in packets)
+        out[stage.layers[0].name] = {
+            "events_in": n_in, "synaptic_ops": c["synaptic_ops"], "spikes_out": c["spikes"], "wall_s": round(wall, 4),
+            "ns_per_network_input_event": round(wall / max(1, n_first) * 1e9, 1),
+            "ns_per_layer_input_event": round(wall / max(1, n_in) * 1e9, 1),
+            "ns_per_op": round(wall / max(1, c["synaptic_ops"]) * 1e9, 2)}
+        spec = stage.out_spec(spec)
+        packets = emitted
+    return out
+
+
 def _load(name: str) -> tuple[np.ndarray, tuple[int, int]] | None:
     path = DATA / name
     if not path.exists():
@@ -220,10 +245,18 @@ def bench_files(quick: bool) -> dict:
             "energy_uj_estimate": {"event_driven": round(c["synaptic_ops"] * PJ_ACC * 1e-6, 3),
                                    "dense": round(dense_macs * PJ_MAC * 1e-6, 1)},
         }
+        row["per_layer"] = layers = per_layer(net, spec, packets)
         out[name] = row
         print(f"{name:28s} {rate:9,.0f} {rt:8.1f} {duration_us / 1e6 / wall10:8.1f} {GOALS.get(name, 0):5.0f} {ns_ev:7.0f} {ops_ev:7.1f} "
               f"{c['synaptic_ops']:11,d} {dense_macs:12.3g} {dense_macs / max(1, c['synaptic_ops']):8.1f} "
               f"{duration_us / 1e6 / dense_wall:9.3f} {dense_wall / wall:8.0f}× {crossover:11.3g}")
+        parts = [f"{k} {v['ns_per_network_input_event']:.0f} ({v['events_in'] / n:.2f} ev, {v['ns_per_op']:.2f} ns/op)"
+                 for k, v in layers.items()]
+        print(f"{'':28s} per layer, ns per input event: {' + '.join(parts)} = "
+              f"{sum(v['ns_per_network_input_event'] for v in layers.values()):.0f}")
+    print("per layer: each layer alone as a stage on the previous layer's spikes, one run (its input events per "
+          "network input event, its ns per synaptic op); every stage pays its own per-packet cost, which the fused "
+          "network pays once")
     print("RT× = stream duration / engine wall time (packets of ≤ 1 ms; RT×10ms: ≤ 10 ms); MAC/op = dense-equivalent MACs per synaptic op performed;"
           " ev/dense = how many times faster than the numpy clock-driven run;\nx-over = input rate at which this"
           " network's event-driven ops would equal its clock-driven MACs (at this file's ops per event)")
