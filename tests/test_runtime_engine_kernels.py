@@ -353,3 +353,15 @@ def test_row_add_matches_twin(n):
     hits, offsets = sk._row_add(u, w, 5, 2, n, 1.7, 0.9)
     assert np.array_equal(u, expected)
     assert (hits, offsets) == (len(at), sum(at))
+
+
+@pytest.mark.parametrize("n, top", [(2, 10), (32, 1000), (33, 2), (500, 153_600), (4000, 614_400), (300, (1 << 31) - 1),
+                                    (100, 0)])
+def test_sort_group_matches_numpy(n, top):
+    """Groups of simultaneous events are sorted by address: insertion up to 32, byte-wise radix passes above."""
+    rng = np.random.default_rng(n)
+    buf = rng.integers(0, top + 1, n + 9).astype(np.int32)
+    expected = buf.copy()
+    expected[4:4 + n] = np.sort(expected[4:4 + n])
+    sk.sort_group(buf, 4, 4 + n)
+    assert np.array_equal(buf, expected)

@@ -170,6 +170,51 @@ def _sort_small(buf, lo, hi):
 
 
 @njit(cache=True, inline="always")
+def _radix_pass(src, s0, dst, d0, n, shift, cnt):
+    """dst[d0:d0+n] = src[s0:s0+n] stably ordered by byte ``shift // 8`` of each key."""
+    cnt[:] = 0
+    for i in range(s0, s0 + n):
+        cnt[(src[i] >> shift) & 255] += 1
+    total = 0
+    for b in range(256):
+        c = cnt[b]
+        cnt[b] = total
+        total += c
+    for i in range(s0, s0 + n):
+        d = (src[i] >> shift) & 255
+        dst[d0 + cnt[d]] = src[i]
+        cnt[d] += 1
+
+
+@njit(cache=True)
+def sort_group(buf, lo, hi):
+    """Sorts the non-negative keys buf[lo:hi] in place (the addresses of a group of simultaneous events).
+    Up to 32 keys by insertion; more by least-significant-byte radix passes up to the largest key's top byte:
+    a group of hundreds of events (a 1 ms-resolution recording) costs a few linear passes instead of the n log n
+    unpredictable branches of a comparison sort."""
+    n = hi - lo
+    if n <= 32:
+        _sort_small(buf, lo, hi)
+        return
+    kmax = 0
+    for i in range(lo, hi):
+        kmax = max(kmax, np.int64(buf[i]))
+    tmp = np.empty(n, dtype=buf.dtype)
+    cnt = np.empty(256, dtype=np.int64)
+    shift = 0
+    in_tmp = False
+    while shift == 0 or (kmax >> shift) > 0:
+        if in_tmp:
+            _radix_pass(tmp, 0, buf, lo, n, shift, cnt)
+        else:
+            _radix_pass(buf, lo, tmp, 0, n, shift, cnt)
+        in_tmp = not in_tmp
+        shift += 8
+    if in_tmp:
+        buf[lo:hi] = tmp
+
+
+@njit(cache=True, inline="always")
 def _decay_to(u, tl, n, t, tau, mode, lut, lut_off, lut_len):
     dt = t - tl[n]
     if dt > 0:
@@ -536,14 +581,10 @@ def _layer(
             else:
                 # several simultaneous events: integrate all of them (in address order), then test every target;
                 # a neuron reached twice is tested twice, but after firing it is below threshold
-                if ja - i > 32:
-                    in_a[i:ja].sort()
-                elif ja - i > 1:
-                    _sort_small(in_a, i, ja)
-                if jb - qh > 32:
-                    pq_a[qh:jb].sort()
-                elif jb - qh > 1:
-                    _sort_small(pq_a, qh, jb)
+                if ja - i > 1:
+                    sort_group(in_a, i, ja)
+                if jb - qh > 1:
+                    sort_group(pq_a, qh, jb)
                 ops_before = ops
                 if fast_conv:
                     n_cand, ops_here = _conv_walk(u, W, desc, l, in_a, i, ja, uoff, g, thr, cand, spk_k, 0, 1, reset)
