@@ -33,3 +33,27 @@ def test_tiny_training_is_reproducible_and_loads(tmp_path, shared_data):
     assert 0 < model.segmenter["off"] <= model.segmenter["on"] < 1
     train = model.meta["train"]
     assert train["steps"] == 3 and train["argv"][:2] == ["--synth", "0"]
+
+
+@pytest.mark.usefixtures("shared_data")
+def test_retune_of_a_written_network_finds_the_same_segmenter(tmp_path, shared_data):
+    out = tmp_path / "a" / "vad.json"
+    assert main([*TINY, "--audio-dir", str(shared_data / "audio"), "--out", str(out)]) == 0
+    again = tmp_path / "b" / "vad.json"
+    assert main(["--retune", str(out), "--audio-dir", str(shared_data / "audio"), "--out", str(again), "--quiet"]) == 0
+    seg_a, seg_b = (json.loads(o.read_text())["meta"]["vad"]["segmenter"] for o in (out, again))
+    assert seg_a == seg_b
+    a, b = (np.load(o.with_suffix(".npz")) for o in (out, again))
+    for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_retune_refuses_a_network_without_integrator_readout(tmp_path, shared_data):
+    from runtime.errors import FormatError
+
+    out = tmp_path / "spike" / "vad.json"
+    tiny = [*TINY[:TINY.index("--tau-ms")], "--tau-ms", "30", "40", "--recurrent", "1", "0", "--reset", "zero", "zero",
+            "--readout", "2", "--quiet"]
+    assert main([*tiny, "--audio-dir", str(shared_data / "audio"), "--out", str(out)]) == 0
+    with pytest.raises(FormatError, match="integrator readout"):
+        main(["--retune", str(out), "--audio-dir", str(shared_data / "audio"), "--out", str(tmp_path / "x.json")])

@@ -69,3 +69,43 @@ def save_network(path: Path, net, frontend, info: dict, segmenter: dict | None =
     if "readout_weights" in seg:
         seg["readout_weights"] = [float(v) for v in seg["readout_weights"]]
     return write(vad_topology(net.cfg, frontend, info, seg), Path(path), arrays)
+
+
+def load_snn(path: Path):
+    """The trainable ``SnnVad`` of a VAD network file written by ``save_network`` (inverse of it: the engine's
+    (out, in) / [to, from] weights transposed back, the sink's integrator readout back into the last layer), with
+    its front end and the file's ``meta.train``. Used to re-tune a network's segmenter without training it again."""
+    import numpy as np
+    import torch
+
+    from graphs.vad import load_vad
+    from runtime.errors import FormatError
+
+    from .model import SnnVad, VadConfig
+
+    model = load_vad(path)
+    seg = model.segmenter
+    layers = model.network.layers
+    where = Path(path).with_suffix(".json")
+    if "readout_weights" not in seg or "bias" not in seg:
+        raise FormatError(where, "field 'meta.vad.segmenter' has no integrator readout ('readout_weights', 'bias'): "
+                                 "only networks with a leaky-integrator readout can be re-tuned")
+    recurrent = [getattr(layer, "recurrent_weight", None) is not None for layer in layers]
+    cfg = VadConfig(inputs=int(layers[0].weight.shape[1]), hidden=tuple(int(layer.weight.shape[0]) for layer in layers),
+                    readout=1, tau_us=(*(float(layer.neuron.tau_us) for layer in layers), float(seg["tau_us"])),
+                    recurrent=(*recurrent, False), reset=(*(layer.neuron.reset for layer in layers), "none"),
+                    threshold=float(layers[0].neuron.threshold), bin_us=int(model.frontend.frame_us))
+    net = SnnVad(cfg)
+    arrays = []
+    for layer in layers:
+        arrays.append(np.asarray(layer.weight, np.float64).T)
+        if getattr(layer, "recurrent_weight", None) is not None:
+            arrays.append(np.asarray(layer.recurrent_weight, np.float64).T)
+    arrays.append(np.asarray(seg["readout_weights"], np.float64)[:, None])
+    with torch.no_grad():
+        for p, a in zip(net.weights, arrays):
+            if tuple(p.shape) != a.shape:
+                raise FormatError(where, f"weight of shape {a.shape} where the topology needs {tuple(p.shape)}")
+            p.copy_(torch.from_numpy(np.ascontiguousarray(a)))
+        net.bias.fill_(float(seg["bias"]))
+    return net, model.frontend, dict(model.meta.get("train", {}))

@@ -67,12 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--val-clips", type=int, default=48, help="validation mixtures (twice --clip-s long)")
+    p.add_argument("--retune", type=Path, default=None, metavar="NETWORK",
+                   help="no training: pick the segmenter of this VAD network file again on the validation mixtures "
+                        "(rebuilt from the options it was trained with) and write it to --out")
     p.add_argument("--quiet", action="store_true")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.retune is not None:
+        return retune(args)
     import torch
 
     from sensors.audio_frontend import AudioFrontEnd
@@ -152,17 +157,54 @@ def main(argv: list[str] | None = None) -> int:
                 best = (quality, {k: v.detach().clone() for k, v in net.state_dict().items()}, step)
     if best[1] is not None:
         net.load_state_dict(best[1])
+    _round_to_file_precision(net)
     train_s = time.perf_counter() - t_start
     segmenter, seg_metrics = tune_segmenter(net, val_x.numpy(), val_y)
     say(f"segmenter on validation mixtures: {segmenter} → {seg_metrics}")
     info = {"steps": step, "best_step": best[2], "best_val_mean_ba_auc": round(best[0], 4),
             "train_s": round(train_s, 1),
             "seed": args.seed, "batch": args.batch, "clip_s": args.clip_s, "synth_utterances": args.synth,
+            "val_clips": args.val_clips,
             "lr": args.lr, "rate_penalty": args.rate_penalty, "mix": mix, "argv": list(argv) if argv else [],
             "segmenter_val": seg_metrics, "history": history[-10:]}
     save_network(args.out, net, frontend, info, segmenter)
     say(f"wrote {args.out} after {step} steps in {train_s / 60:.1f} min (best val (BA + AUC) / 2 {best[0]:.3f} at step "
         f"{best[2]})")
+    return 0
+
+
+def _round_to_file_precision(net) -> None:
+    """Round the hidden weights to float32, as the network file stores them, so the segmenter is tuned on the
+    network the engine runs (and ``--retune`` of the written file finds the same settings)."""
+    import torch
+
+    with torch.no_grad():
+        for p in net.weights[:-1]:
+            p.copy_(p.to(torch.float32).to(p.dtype))
+
+
+def retune(args) -> int:
+    """``--retune``: the segmenter of an existing network picked again by ``tune_segmenter`` on the same
+    validation mixtures a training run with that file's options builds (same seeds, speech, noise, front end)."""
+    from .data import default_audio_dir, load_pools, synthesise_espeak
+    from .export import load_snn, save_network
+
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    net, frontend, info = load_snn(args.retune)
+    seed, n_synth = int(info.get("seed", args.seed)), int(info.get("synth_utterances", args.synth))
+    clip_s = float(info.get("clip_s", args.clip_s))
+    mix = info.get("mix", {"level_db": tuple(args.level_db), "snr_db": tuple(args.snr_db)})
+    mix = {k: tuple(v) for k, v in mix.items()}
+    synth = synthesise_espeak(args.cache / "espeak", n_synth, seed=seed) if n_synth > 0 else []
+    pools = load_pools(args.audio_dir or default_audio_dir(), synth, 16000)
+    bin_us = int(frontend.frame_us)
+    val = [_clip(np.random.default_rng(10_000 + i), pools, frontend, clip_s * 2, bin_us, mix)
+           for i in range(int(info.get("val_clips", args.val_clips)))]
+    segmenter, seg_metrics = tune_segmenter(net, np.stack([v[0] for v in val]), np.stack([v[1] for v in val]))
+    say(f"segmenter on validation mixtures: {segmenter} → {seg_metrics}")
+    info = {**info, "segmenter_val": seg_metrics}
+    save_network(args.out, net, frontend, info, segmenter)
+    say(f"wrote {args.out}")
     return 0
 
 
