@@ -12,8 +12,11 @@ from hypothesis import HealthCheck, settings
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# Derandomized, so CI runs the same examples every time (a rare case found at random would turn a clean clone
+# red without a change); CLOCKLESS_HYPOTHESIS_RANDOM=1 explores new examples, as a developer should now and then.
 settings.register_profile(
-    "clockless", deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow]
+    "clockless", deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow],
+    derandomize=not os.environ.get("CLOCKLESS_HYPOTHESIS_RANDOM"),
 )
 settings.load_profile("clockless")
 

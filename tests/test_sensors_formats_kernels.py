@@ -94,6 +94,8 @@ def twin_evt3(words):
                 high = 0 if high is None else high
             elif v != high:
                 high, low = v, 0
+            else:
+                continue  # TIME_HIGH repeated unchanged says nothing new: no time step, nothing held
             candidate = (wraps << 24) + (high << 12) + low
             if candidate >= now:
                 now = candidate
