@@ -7,8 +7,9 @@ from the clean speech energy (``apps.vad.data``). The labelled clips are never r
 Each clip goes through the same spiking front end as at run time (``sensors.audio_frontend``: 10 ms frames, a
 per-channel noise floor that silences steady backgrounds); the network is trained time-stepped at 10 ms bins with
 surrogate gradients (PyTorch Adam; numba forward/backward kernels), which is exactly the engine's event-driven model
-on the front end's 10 ms event grid. Default network: 96 recurrent LIF (30 ms) → 48 recurrent LIF (100 ms) → one
-leaky-integrator readout (100 ms) that the segmenter sink runs. The learning-rate schedule follows the step count
+on the front end's 10 ms event grid. Default network: 128 recurrent LIF (30 ms) → 48 recurrent LIF (100 ms) → one
+leaky-integrator readout (40 ms: a short readout lets the score rise within a few frames of an onset) that the
+segmenter sink runs. The learning-rate schedule follows the step count
 and every random draw is seeded, so the same options give the same weights on any machine; the best validation
 checkpoint is kept and the segmenter's thresholds and hangover are tuned on the validation mixtures.
 """
@@ -41,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-s", type=float, default=4.0, help="length of each training clip")
     p.add_argument("--bin-ms", type=float, default=10.0, help="training time step (the front end's frame)")
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--hidden", type=int, nargs="+", default=[96, 48], help="hidden layer sizes")
+    p.add_argument("--hidden", type=int, nargs="+", default=[128, 48], help="hidden layer sizes")
     p.add_argument("--readout", type=int, default=1, help="readout neurons (1 with a leaky-integrator readout)")
-    p.add_argument("--tau-ms", type=float, nargs="+", default=[30.0, 100.0, 100.0], help="time constant per layer")
+    p.add_argument("--tau-ms", type=float, nargs="+", default=[30.0, 100.0, 40.0], help="time constant per layer")
     p.add_argument("--recurrent", type=int, nargs="+", default=[1, 1, 0], help="1 = recurrent, per layer")
     p.add_argument("--reset", nargs="+", default=["zero", "zero", "none"],
                    help="'zero' or 'subtract' per layer; 'none' for the last: a leaky-integrator readout (in the sink)")
@@ -51,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slope", type=float, default=5.0, help="surrogate gradient slope")
     p.add_argument("--init-gain", type=float, default=1.0, help="scale of the initial weights")
     p.add_argument("--y-scale", type=float, default=None, help="trace scale of the score (default: readout neurons)")
-    p.add_argument("--rate-penalty", type=float, default=2.0, help="weight of the hidden spike-rate penalty")
+    p.add_argument("--rate-penalty", type=float, default=1.0, help="weight of the hidden spike-rate penalty")
     p.add_argument("--clip-grad", type=float, default=1.0, help="gradient norm clipping")
-    p.add_argument("--onset-weight", type=float, default=3.0, help="loss weight of speech just after an onset")
+    p.add_argument("--onset-weight", type=float, default=5.0, help="loss weight of speech just after an onset")
     p.add_argument("--noise-tau-ms", type=float, default=500.0, help="front end noise-floor time constant (0: off)")
     p.add_argument("--noise-margin-db", type=float, default=6.0, help="front end margin above the noise floor")
     p.add_argument("--noise-smooth-ms", type=float, default=0.0, help="front end: the noise floor follows the "
@@ -299,7 +300,8 @@ def tune_segmenter(net, val_x: np.ndarray, lab: np.ndarray) -> tuple[dict, dict]
         for off in (0.15, 0.2, 0.3, 0.4, 0.5):
             if off > on:
                 continue
-            for hang_ms in (100, 200, 300, 500):
+            # short hangovers too: the validation labels already bridge pauses under 200 ms (data.py)
+            for hang_ms in (0, 50, 100, 200, 300, 500):
                 if cfg.integrator_readout and 1 / (1 + np.exp(-readout["bias"])) >= off:
                     continue
                 seg = SpeechSegmenter(on=on, off=off, hangover_us=hang_ms * 1000, onset_lead_us=0, **readout)
