@@ -260,6 +260,11 @@ def test_dvs_and_audio_inputs_are_addressed_by_polarity():
     anet = Network([Flatten(), Linear("a", np.eye(10), Neuron(1.0))], (2, 5))
     out, _, _ = run_stage(anet, audio_spec(5), cut_at(aev, []))
     assert out["addr"].tolist() == [9, 0]
+    with pytest.raises(ValueError, match=r"expects audio events of 5 channels .* has 32 channels"):
+        anet.out_spec(audio_spec(32))
+    flat = Network([Linear("a", np.eye(10), Neuron(1.0))], (10,))
+    with pytest.raises(ValueError, match=r"expects audio events of 5 channels .* has 16 channels"):
+        flat.out_spec(audio_spec(16))
 
 
 def test_bad_input_gets_a_clear_error():

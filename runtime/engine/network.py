@@ -251,8 +251,11 @@ class Network:
         if spec.kind == "audio":
             ch, p = spec.shape
             if shape not in ((2, ch), (2 * ch,)):
-                raise ValueError(f"{where}: input shape is {shape}, but the audio stream {spec.describe()} maps to "
-                                 f"(2, {ch}) (polarity, channel)")
+                want = shape[-1] if len(shape) == 2 else int(np.prod(shape)) / 2
+                raise ValueError(
+                    f"{where}: expects audio events of {want:g} channels (input shape {shape}: ON/OFF × channel), "
+                    f"but the stream {spec.describe()} has {ch} channels; feed it a stream with {want:g} channels "
+                    f"or use a network trained on {ch}")
             return "audio", (2, 1, ch)
         if spec.kind == "spike":
             if spec.shape != shape and not (len(shape) == 1 and int(np.prod(spec.shape)) == shape[0]):
