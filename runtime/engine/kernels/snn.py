@@ -370,8 +370,9 @@ def _conv_walk(u, W, desc, l, in_a, e0, e1, uoff, g, thr, spk_n, spk_k, n_spk, w
     ``what``: 0 accumulate and list the neurons at threshold (an event alone at its timestamp); 1 accumulate
     and list the neurons at threshold after this update (candidates, in spk_n, possibly more than once; a neuron
     at threshold after its group is one after its last update in the group); 2 test and fire
-    every tap (after a group was accumulated). Taps are listed in the order kx ascending (output column
-    descending) and rows in ky ascending, neurons within a tap by channel. Returns (n_spk, ops)."""
+    every tap (after a group was accumulated). For 0 and 2, taps are listed in the order kx ascending (output
+    column descending) and rows in ky ascending, neurons within a tap by channel; 1 lists its candidates in
+    memory order within a row, since each is only tested afterwards. Returns (n_spk, ops)."""
     in_w = desc[l, D_IN_W]
     in_hw = desc[l, D_IN_H] * in_w
     m_hw = desc[l, D_DIV_HW]
