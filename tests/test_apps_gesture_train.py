@@ -90,9 +90,11 @@ def test_tiny_training_run_writes_a_loadable_network_file(tmp_path):
     png = tmp_path / "conf.png"
     rc = main(["--out", str(out), "--confusion", str(png), "--data-dir", str(tmp_path / "data"),
                "--train-clips", "9", "--val-clips", "9", "--test-clips", "9", "--epochs", "1", "--batch", "9",
-               "--workers", "1", "--clip-us", "1000000", "--quiet"])
+               "--workers", "1", "--clip-us", "1000000", "--channels", "4", "8", "12", "--quiet"])
     assert rc == 0 and png.is_file()
     net = load_network_file(out)
+    convs = [layer for layer in net.network().layers if layer.name.startswith("conv")]
+    assert [layer.weight.shape[0] for layer in convs] == [4, 8, 12]  # --channels sets the conv widths
     assert net.labels == LABELS and [type(g).__name__ for g in net.gates] == ["SpatialGate", "TemporalGate"]
     meta = json.loads(out.with_suffix(".json").read_text())["meta"]
     assert set(meta["decision"]) >= {"p_on", "p_off", "beta", "none_bias", "tau_us"}

@@ -87,6 +87,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--motion-dirs", type=int, default=8,
                    help="direction channels of the motion stage (0: no motion stage, ON/OFF channels)")
     p.add_argument("--motion-window-ms", type=float, default=150.0, help="how far back the motion stage looks")
+    p.add_argument("--channels", type=int, nargs=3, default=(8, 16, 32), metavar=("C1", "C2", "C3"),
+                   help="output channels of the three conv layers")
     p.add_argument("--hidden", type=int, default=128, help="neurons in the recurrent layer")
     p.add_argument("--window-weight", type=float, default=1.0,
                    help="loss weight of the per-clip count cross-entropy (added to the per-bin one)")
@@ -420,7 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(d % args.bin_us for d in delays_us) or delays_us[0] != 0:
         raise SystemExit(f"--delays-ms: expected 0 first and multiples of the bin ({args.bin_us // 1000} ms), "
                          f"got {args.delays_ms}")
-    mcfg = ModelConfig(bin_us=args.bin_us, c3_stride=args.conv3_stride, hidden=args.hidden, pool=args.pool, in_channels=motion.n_dir if motion else 2,
+    c1, c2, c3 = args.channels
+    mcfg = ModelConfig(bin_us=args.bin_us, c1=c1, c2=c2, c3=c3, c3_stride=args.conv3_stride, hidden=args.hidden,
+                       pool=args.pool, in_channels=motion.n_dir if motion else 2,
                        delays_bins=tuple(d // args.bin_us for d in delays_us), surrogate=args.surrogate)
     model = GestureSNN(mcfg)
     dcfg = DecisionConfig()
