@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from runtime.engine.gain import InputGain
 from runtime.engine.gates import SpatialGate, TemporalGate
 from runtime.engine.layers import Neuron, SumPool2d
 from runtime.engine.network import Network
@@ -190,7 +191,8 @@ def default_gates(config: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
 
 def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] = (8, 16, 32), hidden: int = 128,
              conv3_stride: int = 2, delays_us: Sequence[int] = (0,), gates: Sequence[Any] | None = None,
-             meta: Mapping[str, Any] | None = None, pool: int = 1, motion: MotionDirections | None = None) -> dict:
+             meta: Mapping[str, Any] | None = None, pool: int = 1, motion: MotionDirections | None = None,
+             input_gain: InputGain | None = None) -> dict:
     """The gesture network's topology in the ``graphs.network`` file format: three convolutions (5×5 stride 2,
     3×3 stride 2, 3×3 stride ``conv3_stride``) of LIF neurons, optionally a ``pool``×``pool`` sum-pool, a recurrent
     LIF layer (feedback one training bin
@@ -214,6 +216,7 @@ def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] =
         "format": "clockless.snn", "version": 1, "name": "gesture", "input": {"shape": [n_in, INPUT_PX, INPUT_PX]},
         "bin_us": int(bin_us), "labels": list(LABELS),
         "input_gates": [_gate_dict(g) for g in (gates if gates is not None else default_gates())],
+        **({"input_gain": input_gain.to_dict()} if input_gain is not None else {}),
         "layers": [
             {"name": "conv1", "type": "conv2d", "in_channels": n_in, "out_channels": c1, "kernel_size": 5, "stride": 2,
              "padding": 2, "neuron": lif(0)},

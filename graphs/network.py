@@ -13,6 +13,8 @@ Format (``NAME.json`` beside ``NAME.npz``; version 1)::
          "tile_weight": true},                  # true: array "input_gates.spatial.tile_weight" in the npz
         {"type": "temporal", "window_us": 2000, "min_events": 2, "rel_threshold": 0.0, "ema_windows": 50}
       ],
+      "input_gain": {"ref_rate_hz": 8000, "tau_us": 500000,   # optional: the first layer's input weighted by
+                     "min_gain": 0.5, "max_gain": 8.0},       # the recent input rate (runtime.engine.InputGain)
       "layers": [
         {"name": "conv1", "type": "conv2d", "in_channels": 2, "out_channels": 8, "kernel_size": [5, 5],
          "stride": [2, 2], "padding": [2, 2], "delay_us": 0,
@@ -40,6 +42,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from runtime.engine.gain import InputGain
 from runtime.engine.gates import SpatialGate, TemporalGate
 from runtime.engine.layers import ChannelGate, Conv2d, Flatten, Linear, Neuron, SumPool2d
 from runtime.engine.network import Network
@@ -135,6 +138,14 @@ def normalize_topology(topo: Mapping[str, Any], where: str = "topology") -> dict
         "layers": [],
         "meta": dict(topo.get("meta", {})),
     }
+    gain = topo.get("input_gain")
+    if gain is not None:
+        if not isinstance(gain, Mapping):
+            raise FormatError(where, f"field 'input_gain' must be an object or null, got {gain!r}")
+        try:
+            out["input_gain"] = InputGain(**{k: float(v) for k, v in gain.items()}).to_dict()
+        except (TypeError, ValueError) as exc:
+            raise FormatError(where, f"field 'input_gain': {exc}") from None
     if out["decay"] not in ("frame", "exp", "lut"):
         raise FormatError(where, f"field 'decay' must be 'frame', 'exp' or 'lut', got {out['decay']!r}")
     for i, g in enumerate(topo.get("input_gates", [])):
@@ -256,8 +267,9 @@ def network_from_topology(topo: Mapping[str, Any], arrays: Mapping[str, Any], wh
             tw = _array(arrays, "input_gates.spatial.tile_weight", where) if g["tile_weight"] else None
             gates.append(SpatialGate(g["tile_px"], g["tau_us"], g["min_activity"], g["rel_threshold"], tw))
     try:
+        gain = InputGain(**topo["input_gain"]) if topo.get("input_gain") else None
         return Network(tuple(layers), tuple(topo["input"]["shape"]), topo["name"], topo["decay"], tuple(gates),
-                       tuple(topo["labels"]), meta={"bin_us": topo["bin_us"], **topo["meta"]})
+                       tuple(topo["labels"]), meta={"bin_us": topo["bin_us"], **topo["meta"]}, input_gain=gain)
     except ValueError as exc:
         raise FormatError(where, str(exc)) from None
 
@@ -318,6 +330,8 @@ def network_to_topology(net: Network, *, bin_us: int | None = None, meta: Mappin
         "decay": net.decay, "bin_us": int(b), "labels": list(net.labels), "input_gates": gates, "layers": layers,
         "meta": {**m, **(meta or {})},
     }
+    if net.input_gain is not None:
+        topo["input_gain"] = net.input_gain.to_dict()
     return normalize_topology(topo), arrays
 
 

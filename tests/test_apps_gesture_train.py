@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from apps.gesture.model import from_network_file
 from apps.gesture.train import Batcher, dihedral, gate_mask, main
 from graphs.gesture import INPUT_PX, LABELS, default_gates, load_network_file
 from runtime.engine.gates import SpatialGate, TemporalGate
@@ -90,11 +91,16 @@ def test_tiny_training_run_writes_a_loadable_network_file(tmp_path):
     png = tmp_path / "conf.png"
     rc = main(["--out", str(out), "--confusion", str(png), "--data-dir", str(tmp_path / "data"),
                "--train-clips", "9", "--val-clips", "9", "--test-clips", "9", "--epochs", "1", "--batch", "9",
-               "--workers", "1", "--clip-us", "1000000", "--channels", "4", "8", "12", "--quiet"])
+               "--workers", "1", "--clip-us", "1000000", "--channels", "4", "8", "12", "--input-gain-ref", "300",
+               "--quiet"])
     assert rc == 0 and png.is_file()
     net = load_network_file(out)
     convs = [layer for layer in net.network().layers if layer.name.startswith("conv")]
     assert [layer.weight.shape[0] for layer in convs] == [4, 8, 12]  # --channels sets the conv widths
+    gain = net.network().input_gain  # 300 events per 50 ms bin: 6000 events/s get gain 1
+    assert gain is not None and gain.ref_rate_hz == pytest.approx(6000.0) and gain.tau_us == 500_000.0
+    model, _ = from_network_file(out)
+    assert model.cfg.gain_ref == pytest.approx(300.0)  # the training framework reads the same gain back
     assert net.labels == LABELS and [type(g).__name__ for g in net.gates] == ["SpatialGate", "TemporalGate"]
     meta = json.loads(out.with_suffix(".json").read_text())["meta"]
     assert set(meta["decision"]) >= {"p_on", "p_off", "beta", "none_bias", "tau_us"}

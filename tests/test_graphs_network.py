@@ -11,7 +11,9 @@ from graphs.network import (
     load_network, network_from_state_dict, network_to_topology, read_topology, save_network,
 )
 from runtime import dvs_spec, make_dvs_events
-from runtime.engine import ChannelGate, Conv2d, Flatten, Linear, Network, Neuron, SpatialGate, SumPool2d, TemporalGate
+from runtime.engine import (
+    ChannelGate, Conv2d, Flatten, InputGain, Linear, Network, Neuron, SpatialGate, SumPool2d, TemporalGate,
+)
 from runtime.errors import FormatError
 from runtime.testing import cut_at, run_stage
 
@@ -28,7 +30,8 @@ def full_network(rng) -> Network:
         Linear("out", rng.normal(size=(3, 6)), Neuron(1.0)),
     ]
     gates = (SpatialGate(4, 10_000.0, 1.0, 0.5, tile_weight=rng.uniform(size=(4, 4))), TemporalGate(3000, 2, 0.5, 20))
-    return Network(layers, (2, 16, 16), "demo", "frame", gates, ("a", "b", "c"), meta={"accuracy": 0.5})
+    return Network(layers, (2, 16, 16), "demo", "frame", gates, ("a", "b", "c"), meta={"accuracy": 0.5},
+                   input_gain=InputGain(30_000.0, 40_000.0, 0.25, 4.0))
 
 
 def test_round_trip_preserves_topology_weights_and_behaviour(tmp_path):
@@ -40,7 +43,9 @@ def test_round_trip_preserves_topology_weights_and_behaviour(tmp_path):
     assert topo["format"] == "clockless.snn" and topo["version"] == 1
     assert [d["type"] for d in topo["layers"]] == ["conv2d", "sumpool2d", "sumpool2d", "flatten", "linear", "linear"]
     assert topo["layers"][1]["neuron"] is None and topo["layers"][0]["neuron"]["model"] == "lif"
+    assert topo["input_gain"] == {"ref_rate_hz": 30_000.0, "tau_us": 40_000.0, "min_gain": 0.25, "max_gain": 4.0}
     back = load_network(tmp_path / "demo.json")
+    assert back.input_gain == net.input_gain
     assert back.shapes == net.shapes and back.labels == ("a", "b", "c") and back.meta["accuracy"] == 0.5
     for a, b in zip(net.layers, back.layers):
         assert type(a) is type(b) and a.name == b.name
@@ -85,6 +90,8 @@ def test_defaults_are_filled_in(tmp_path):
     (lambda t: t["layers"][0].update(neuron={"model": "lif"}), "missing field 'tau_us'"),
     (lambda t: t["layers"][0].update(in_features=11), r"array 'l.weight' has shape \(2, 10\), expected \(2, 11\)"),
     (lambda t: t["layers"].append({"name": "l", "type": "flatten"}), "layer name 'l' is used twice"),
+    (lambda t: t.update(input_gain={"ref_rate_hz": 100, "tau_us": 0}), "field 'input_gain': .*'tau_us'"),
+    (lambda t: t.update(input_gain={"ref_rate_hz": 100, "window": 5}), "field 'input_gain': .*window"),
 ])
 def test_bad_files_raise_format_errors_naming_the_field(tmp_path, mutate, message):
     topo = {"input": {"shape": [10]}, "layers": [{"name": "l", "type": "linear", "in_features": 10,

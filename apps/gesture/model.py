@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ModelConfig", "GestureSNN", "spike_fn", "to_arrays", "from_network_file"]
+__all__ = ["ModelConfig", "GestureSNN", "spike_fn", "to_arrays", "from_network_file", "input_gain", "gain_of"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,11 @@ class ModelConfig:
     tau_init_us: tuple[float, ...] = (60_000.0, 80_000.0, 100_000.0, 200_000.0, 200_000.0)
     gamma: float = 2.0
     surrogate: str = "bump"  # see _surrogate
+    # input gain (the engine's InputGain): all input scaled by clip(gain_ref / running events per bin, min, max)
+    gain_ref: float = 0.0  # events per bin at the network input that get gain 1 (0: no gain)
+    gain_tau_us: float = 500_000.0
+    gain_min: float = 0.5
+    gain_max: float = 8.0
 
 
 def _surrogate(x: torch.Tensor, gamma: float, kind: str = "bump") -> torch.Tensor:
@@ -162,6 +167,8 @@ class GestureSNN(nn.Module):
         (and, with ``record``, the spike counts of every layer)."""
         T, B = x.shape[:2]
         x = delay_lines(x, self.cfg.delays_bins)
+        if self.cfg.gain_ref > 0:
+            x = x * input_gain(x, self.cfg)[:, :, None, None, None]
         b = self.betas()
         s1 = self._lif(self.conv1(x.flatten(0, 1)).unflatten(0, (T, B)), b[0])
         s2 = self._lif(self.conv2(s1.flatten(0, 1)).unflatten(0, (T, B)), b[1])
@@ -183,6 +190,31 @@ class GestureSNN(nn.Module):
         if record:
             return s5, (s1, s2, s3, s4, s5)
         return s5
+
+
+def input_gain(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """(T, B, ...) input counts → (T, B) gains ``clip(gain_ref / r[k], gain_min, gain_max)``, where ``r[k] = λ·r[k-1]
+    + (1 - λ)·N[k]`` is the running count per bin (N[k] the bin's input events, λ = exp(-bin / gain_tau), r
+    starting at gain_ref): sparse input (a low-contrast hand) is amplified, a busy scene damped, so the layers
+    see about the same drive. The engine's ``InputGain`` runs the same filter on event times."""
+    lam = math.exp(-cfg.bin_us / cfg.gain_tau_us)
+    with torch.no_grad():
+        total = x.flatten(2).sum(-1)
+        r = torch.full_like(total[0], cfg.gain_ref)
+        gains = []
+        for k in range(total.shape[0]):
+            r = lam * r + (1.0 - lam) * total[k]
+            gains.append(torch.clamp(cfg.gain_ref / r.clamp(min=1e-6), cfg.gain_min, cfg.gain_max))
+        return torch.stack(gains)
+
+
+def gain_of(cfg: ModelConfig):
+    """The engine's ``InputGain`` for this model (None without one): the reference count per bin as a rate."""
+    if cfg.gain_ref <= 0:
+        return None
+    from runtime.engine.gain import InputGain
+
+    return InputGain(cfg.gain_ref / (cfg.bin_us * 1e-6), cfg.gain_tau_us, cfg.gain_min, cfg.gain_max)
 
 
 def delay_lines(x: torch.Tensor, delays_bins) -> torch.Tensor:
@@ -222,6 +254,7 @@ def from_network_file(path) -> tuple[GestureSNN, dict]:
         in_channels=int(topo["input"]["shape"][0]) // len(topo["meta"].get("delays_us", [0])),
         hidden=layers["hidden"]["out_features"], n_out=layers["out"]["out_features"], bin_us=int(topo["bin_us"]),
         tau_init_us=tuple(layers[n]["neuron"]["tau_us"] for n in ("conv1", "conv2", "conv3", "hidden", "out")),
+        **_gain_fields(topo.get("input_gain"), int(topo["bin_us"])),
     )
     model = GestureSNN(cfg)
     npz = Path(path)
@@ -234,3 +267,10 @@ def from_network_file(path) -> tuple[GestureSNN, dict]:
             model.get_parameter(k).copy_(torch.from_numpy(np.asarray(v, np.float32)))
     model.eval()
     return model, topo
+
+
+def _gain_fields(gain: dict | None, bin_us: int) -> dict:
+    if not gain:
+        return {}
+    return {"gain_ref": float(gain["ref_rate_hz"]) * bin_us * 1e-6, "gain_tau_us": float(gain["tau_us"]),
+            "gain_min": float(gain["min_gain"]), "gain_max": float(gain["max_gain"])}

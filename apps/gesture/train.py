@@ -90,6 +90,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels", type=int, nargs=3, default=(8, 16, 32), metavar=("C1", "C2", "C3"),
                    help="output channels of the three conv layers")
     p.add_argument("--hidden", type=int, default=128, help="neurons in the recurrent layer")
+    p.add_argument("--input-gain-ref", type=float, default=0.0,
+                   help="input events per bin that get gain 1 from the network's input gain (0: no gain); the gain "
+                        "follows the running input count (--input-gain-tau-ms) within 0.5 … 8")
+    p.add_argument("--input-gain-tau-ms", type=float, default=500.0, help="time constant of the input gain's count")
     p.add_argument("--window-weight", type=float, default=1.0,
                    help="loss weight of the per-clip count cross-entropy (added to the per-bin one)")
     p.add_argument("--spatial-gate-rel", type=float, default=1.5,
@@ -387,7 +391,7 @@ def _keep_freed_memory() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
-    from .model import GestureSNN, ModelConfig, to_arrays
+    from .model import GestureSNN, ModelConfig, gain_of, to_arrays
 
     args = parse_args(argv)
     _keep_freed_memory()
@@ -424,7 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"got {args.delays_ms}")
     c1, c2, c3 = args.channels
     mcfg = ModelConfig(bin_us=args.bin_us, c1=c1, c2=c2, c3=c3, c3_stride=args.conv3_stride, hidden=args.hidden,
-                       pool=args.pool, in_channels=motion.n_dir if motion else 2,
+                       pool=args.pool, in_channels=motion.n_dir if motion else 2, gain_ref=args.input_gain_ref,
+                       gain_tau_us=args.input_gain_tau_ms * 1000.0,
                        delays_bins=tuple(d // args.bin_us for d in delays_us), surrogate=args.surrogate)
     model = GestureSNN(mcfg)
     dcfg = DecisionConfig()
@@ -496,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arrays = to_arrays(model)
     topo = topology(arrays.pop("tau_us"), bin_us=args.bin_us, channels=(mcfg.c1, mcfg.c2, mcfg.c3),
                     hidden=mcfg.hidden, conv3_stride=mcfg.c3_stride, pool=mcfg.pool, motion=motion, delays_us=delays_us, gates=gates,
+                    input_gain=gain_of(mcfg),
                     meta={"decision": dec_cfg.to_dict(), "decision_learned": base.to_dict(), "model": asdict(mcfg),
                           "metrics": metrics})
     save_network(topo, out, arrays)

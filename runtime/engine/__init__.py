@@ -5,11 +5,12 @@ stage that runs a whole chain of layers per packet, ``gates`` for the attention 
 clock-driven numpy reference of the same network.
 """
 
+from .gain import InputGain
 from .gates import SpatialGate, TemporalGate
 from .layers import ChannelGate, Conv2d, Flatten, Linear, Neuron, SumPool2d
 from .network import Network, NetworkState
 
 __all__ = [
-    "ChannelGate", "Conv2d", "Flatten", "Linear", "Network", "NetworkState", "Neuron", "SpatialGate", "SumPool2d",
-    "TemporalGate",
+    "ChannelGate", "Conv2d", "Flatten", "InputGain", "Linear", "Network", "NetworkState", "Neuron", "SpatialGate",
+    "SumPool2d", "TemporalGate",
 ]

@@ -19,6 +19,7 @@ from ..errors import StreamOrderError
 from ..events import SPIKE_EVENT
 from ..packet import Packet
 from ..spec import StreamSpec, spike_spec
+from .gain import InputGain
 from .gates import SpatialGate, TemporalGate
 from .kernels import snn as sk
 from .layers import Conv2d, Flatten, Linear, SumPool2d, dense_macs_per_bin_of, layer_shapes
@@ -76,7 +77,8 @@ class Network:
     ``state_dtype``: ``"float64"`` (default) or ``"float32"`` neuron potentials (half the memory; no faster
     since the conv rows are vectorised, the weights staying float64; float32 rounding accumulates to ~1e-4 of
     the threshold after hundreds of updates, so neurons that close to threshold may spike differently from the
-    float64 reference)."""
+    float64 reference).
+    ``input_gain``: an ``InputGain`` that weights the first layer's input events by the recent input rate."""
 
     layers: tuple
     input_shape: tuple
@@ -86,6 +88,7 @@ class Network:
     labels: tuple = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
     state_dtype: str = "float64"
+    input_gain: InputGain | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -105,6 +108,15 @@ class Network:
         for g in self.input_gates:
             if not isinstance(g, (TemporalGate, SpatialGate)):
                 raise ValueError(f"network '{self.name}': input_gates take TemporalGate/SpatialGate, got {g!r}")
+        if self.input_gain is not None:
+            if not isinstance(self.input_gain, InputGain):
+                raise ValueError(f"network '{self.name}': input_gain takes an InputGain, got {self.input_gain!r}")
+            first = next((x for x in self.layers if not isinstance(x, Flatten)), None)
+            if (first is None or getattr(first, "recurrent_weight", None) is not None
+                    or (isinstance(first, SumPool2d) and first.neuron is None)):
+                raise ValueError(f"network '{self.name}': input_gain needs a first layer with synapses of its own "
+                                 f"(conv2d, linear without recurrence or a pooling layer with neurons), got "
+                                 f"{first!r}")
         try:
             shapes = layer_shapes(self.layers, self.input_shape)
         except ValueError as exc:
@@ -141,7 +153,7 @@ class Network:
                 shape = s_out
                 continue
             stages.append(Network((layer,), shape, f"{self.name}.{layer.name}", self.decay, gates,
-                                  state_dtype=self.state_dtype))
+                                  state_dtype=self.state_dtype, input_gain=None if stages else self.input_gain))
             gates = ()
             shape = s_out
         return stages
@@ -226,6 +238,11 @@ class Network:
                 cgw.append(gate.weight)
                 cgb.append(gate.bias)
                 cg_off += gate.weight.shape[0]
+            if self.input_gain is not None and not rows:
+                ig = self.input_gain
+                d[sk.D_GAIN] = 1
+                f[[sk.F_GAIN_REF, sk.F_GAIN_K, sk.F_GAIN_TAU, sk.F_GAIN_MIN, sk.F_GAIN_MAX]] = (
+                    ig.ref_rate_hz, ig.rate_per_trace_hz, ig.tau_us, ig.min_gain, ig.max_gain)
             rows.append(d)
             frows.append(f)
             names.append(layer.name)
@@ -272,6 +289,8 @@ class Network:
         c = self._c
         n_layers = c.desc.shape[0]
         lstate = np.zeros((n_layers, sk.S_COLS))
+        if self.input_gain is not None:  # the trace whose rate is the reference: gain 1 until input says otherwise
+            lstate[0, sk.S_GAIN_TRACE] = self.input_gain.ref_rate_hz / self.input_gain.rate_per_trace_hz
         state = NetworkState(
             u=np.zeros(max(1, c.n_total), dtype=self.state_dtype),
             tl=np.zeros(c.n_total if c.any_tl else 1, np.int64),

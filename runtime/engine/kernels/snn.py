@@ -33,13 +33,15 @@ D_W_OFF, D_U_OFF, D_N, D_REC, D_REC_OFF, D_REC_DELAY, D_DELAY = 13, 14, 15, 16, 
 D_RESET, D_REFR, D_DECAY, D_CG, D_CG_OFF, D_LUT_OFF, D_LUT_LEN = 20, 21, 22, 23, 24, 25, 26
 D_ROW_OFF, D_ROW_TAPS = 27, 28  # conv: the same weights in row order (see conv_row_weights)
 D_DIV_HW, D_DIV_W = 29, 30  # conv: multipliers for a // (in_h·in_w) and pos // in_w (see div_magic; 0: divide)
-D_COLS = 31
+D_GAIN = 31  # 1: this layer's input events are weighted by the input gain (runtime.engine.gain)
+D_COLS = 32
 # float parameter columns
 F_THETA, F_TAU, F_CG_TAU = 0, 1, 2
-F_COLS = 3
+F_GAIN_REF, F_GAIN_K, F_GAIN_TAU, F_GAIN_MIN, F_GAIN_MAX = 3, 4, 5, 6, 7  # ref rate, rate per trace, ...
+F_COLS = 8
 # per-layer float state columns
-S_TREF, S_CG_TREF, S_CG_SUM, S_RUNAWAY = 0, 1, 2, 3
-S_COLS = 4
+S_TREF, S_CG_TREF, S_CG_SUM, S_RUNAWAY, S_GAIN_TRACE, S_GAIN_T = 0, 1, 2, 3, 4, 5
+S_COLS = 6
 MAX_SPIKES = 1 << 25  # spikes one layer may emit from one packet before the network is declared unstable
 # layer types
 T_CONV, T_LINEAR, T_POOL, T_POOL_ADDR = 0, 1, 2, 3
@@ -505,6 +507,7 @@ def _layer(
     n_neur = desc[l, D_N]
     cg = desc[l, D_CG]
     fast_conv = typ == T_CONV and refr == 0 and (mode == DECAY_NONE or mode == DECAY_FRAME)
+    gain_on = desc[l, D_GAIN] == 1
     cand = scratch[0]
     spk_n = scratch[1]
     spk_k = scratch[2]
@@ -558,6 +561,12 @@ def _layer(
                     x = 0.0
                 g = math.exp(x)
             thr = theta * g
+            if gain_on and ja > i:  # the trace takes this group's input events, then scales their weights
+                gtr = lstate[l, S_GAIN_TRACE] * math.exp(-(t - lstate[l, S_GAIN_T]) / fpar[l, F_GAIN_TAU]) + (ja - i)
+                lstate[l, S_GAIN_TRACE] = gtr
+                lstate[l, S_GAIN_T] = t
+                gain = fpar[l, F_GAIN_REF] / max(fpar[l, F_GAIN_K] * gtr, 1e-300)
+                g = g * min(max(gain, fpar[l, F_GAIN_MIN]), fpar[l, F_GAIN_MAX])
             n_spk = 0
             fired = False
             if (ja - i) + (jb - qh) == 1:
