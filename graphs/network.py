@@ -14,7 +14,8 @@ Format (``NAME.json`` beside ``NAME.npz``; version 1)::
         {"type": "temporal", "window_us": 2000, "min_events": 2, "rel_threshold": 0.0, "ema_windows": 50}
       ],
       "input_gain": {"ref_rate_hz": 8000, "tau_us": 500000,   # optional: the first layer's input weighted by
-                     "min_gain": 0.5, "max_gain": 8.0},       # the recent input rate (runtime.engine.InputGain)
+                     "window_us": 50000,                      # the recent input rate (runtime.engine.InputGain)
+                     "min_gain": 0.5, "max_gain": 8.0},
       "layers": [
         {"name": "conv1", "type": "conv2d", "in_channels": 2, "out_channels": 8, "kernel_size": [5, 5],
          "stride": [2, 2], "padding": [2, 2], "delay_us": 0,

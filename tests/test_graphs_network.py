@@ -31,7 +31,7 @@ def full_network(rng) -> Network:
     ]
     gates = (SpatialGate(4, 10_000.0, 1.0, 0.5, tile_weight=rng.uniform(size=(4, 4))), TemporalGate(3000, 2, 0.5, 20))
     return Network(layers, (2, 16, 16), "demo", "frame", gates, ("a", "b", "c"), meta={"accuracy": 0.5},
-                   input_gain=InputGain(30_000.0, 40_000.0, 0.25, 4.0))
+                   input_gain=InputGain(30_000.0, 40_000.0, 5_000, 0.25, 4.0))
 
 
 def test_round_trip_preserves_topology_weights_and_behaviour(tmp_path):
@@ -43,7 +43,8 @@ def test_round_trip_preserves_topology_weights_and_behaviour(tmp_path):
     assert topo["format"] == "clockless.snn" and topo["version"] == 1
     assert [d["type"] for d in topo["layers"]] == ["conv2d", "sumpool2d", "sumpool2d", "flatten", "linear", "linear"]
     assert topo["layers"][1]["neuron"] is None and topo["layers"][0]["neuron"]["model"] == "lif"
-    assert topo["input_gain"] == {"ref_rate_hz": 30_000.0, "tau_us": 40_000.0, "min_gain": 0.25, "max_gain": 4.0}
+    assert topo["input_gain"] == {"ref_rate_hz": 30_000.0, "tau_us": 40_000.0, "window_us": 5000, "min_gain": 0.25,
+                                  "max_gain": 4.0}
     back = load_network(tmp_path / "demo.json")
     assert back.input_gain == net.input_gain
     assert back.shapes == net.shapes and back.labels == ("a", "b", "c") and back.meta["accuracy"] == 0.5

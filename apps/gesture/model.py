@@ -193,18 +193,18 @@ class GestureSNN(nn.Module):
 
 
 def input_gain(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
-    """(T, B, ...) input counts → (T, B) gains ``clip(gain_ref / r[k], gain_min, gain_max)``, where ``r[k] = λ·r[k-1]
-    + (1 - λ)·N[k]`` is the running count per bin (N[k] the bin's input events, λ = exp(-bin / gain_tau), r
-    starting at gain_ref): sparse input (a low-contrast hand) is amplified, a busy scene damped, so the layers
-    see about the same drive. The engine's ``InputGain`` runs the same filter on event times."""
+    """(T, B, ...) input counts → (T, B) gains ``clip(gain_ref / r[k-1], gain_min, gain_max)``: ``r[k] = λ·r[k-1] +
+    (1 - λ)·N[k]`` is the running count per bin of the bins before (N[k] the bin's input events, λ = exp(-bin /
+    gain_tau), r starting at gain_ref): sparse input (a low-contrast hand) is amplified, a busy scene damped, so
+    the layers see about the same drive. The engine's ``InputGain`` computes the same gains from event times."""
     lam = math.exp(-cfg.bin_us / cfg.gain_tau_us)
     with torch.no_grad():
         total = x.flatten(2).sum(-1)
         r = torch.full_like(total[0], cfg.gain_ref)
         gains = []
         for k in range(total.shape[0]):
-            r = lam * r + (1.0 - lam) * total[k]
             gains.append(torch.clamp(cfg.gain_ref / r.clamp(min=1e-6), cfg.gain_min, cfg.gain_max))
+            r = lam * r + (1.0 - lam) * total[k]
         return torch.stack(gains)
 
 
@@ -214,7 +214,7 @@ def gain_of(cfg: ModelConfig):
         return None
     from runtime.engine.gain import InputGain
 
-    return InputGain(cfg.gain_ref / (cfg.bin_us * 1e-6), cfg.gain_tau_us, cfg.gain_min, cfg.gain_max)
+    return InputGain(cfg.gain_ref / (cfg.bin_us * 1e-6), cfg.gain_tau_us, cfg.bin_us, cfg.gain_min, cfg.gain_max)
 
 
 def delay_lines(x: torch.Tensor, delays_bins) -> torch.Tensor:

@@ -241,8 +241,9 @@ class Network:
             if self.input_gain is not None and not rows:
                 ig = self.input_gain
                 d[sk.D_GAIN] = 1
-                f[[sk.F_GAIN_REF, sk.F_GAIN_K, sk.F_GAIN_TAU, sk.F_GAIN_MIN, sk.F_GAIN_MAX]] = (
-                    ig.ref_rate_hz, ig.rate_per_trace_hz, ig.tau_us, ig.min_gain, ig.max_gain)
+                d[sk.D_GAIN_WIN] = int(ig.window_us)
+                f[[sk.F_GAIN_REF, sk.F_GAIN_KEEP, sk.F_GAIN_MIN, sk.F_GAIN_MAX]] = (
+                    ig.ref_per_window, ig.keep, ig.min_gain, ig.max_gain)
             rows.append(d)
             frows.append(f)
             names.append(layer.name)
@@ -289,8 +290,8 @@ class Network:
         c = self._c
         n_layers = c.desc.shape[0]
         lstate = np.zeros((n_layers, sk.S_COLS))
-        if self.input_gain is not None:  # the trace whose rate is the reference: gain 1 until input says otherwise
-            lstate[0, sk.S_GAIN_TRACE] = self.input_gain.ref_rate_hz / self.input_gain.rate_per_trace_hz
+        if self.input_gain is not None:  # the running count starts at the reference: gain 1 until input says otherwise
+            lstate[0, sk.S_GAIN_R] = self.input_gain.ref_per_window
         state = NetworkState(
             u=np.zeros(max(1, c.n_total), dtype=self.state_dtype),
             tl=np.zeros(c.n_total if c.any_tl else 1, np.int64),

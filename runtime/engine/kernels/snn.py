@@ -33,15 +33,16 @@ D_W_OFF, D_U_OFF, D_N, D_REC, D_REC_OFF, D_REC_DELAY, D_DELAY = 13, 14, 15, 16, 
 D_RESET, D_REFR, D_DECAY, D_CG, D_CG_OFF, D_LUT_OFF, D_LUT_LEN = 20, 21, 22, 23, 24, 25, 26
 D_ROW_OFF, D_ROW_TAPS = 27, 28  # conv: the same weights in row order (see conv_row_weights)
 D_DIV_HW, D_DIV_W = 29, 30  # conv: multipliers for a // (in_h·in_w) and pos // in_w (see div_magic; 0: divide)
-D_GAIN = 31  # 1: this layer's input events are weighted by the input gain (runtime.engine.gain)
-D_COLS = 32
+D_GAIN, D_GAIN_WIN = 31, 32  # 1: input events weighted by the input gain (runtime.engine.gain); its window, µs
+D_COLS = 33
 # float parameter columns
 F_THETA, F_TAU, F_CG_TAU = 0, 1, 2
-F_GAIN_REF, F_GAIN_K, F_GAIN_TAU, F_GAIN_MIN, F_GAIN_MAX = 3, 4, 5, 6, 7  # ref rate, rate per trace, ...
-F_COLS = 8
+F_GAIN_REF, F_GAIN_KEEP, F_GAIN_MIN, F_GAIN_MAX = 3, 4, 5, 6  # input gain: ref count per window, λ, clip range
+F_COLS = 7
 # per-layer float state columns
-S_TREF, S_CG_TREF, S_CG_SUM, S_RUNAWAY, S_GAIN_TRACE, S_GAIN_T = 0, 1, 2, 3, 4, 5
-S_COLS = 6
+S_TREF, S_CG_TREF, S_CG_SUM, S_RUNAWAY = 0, 1, 2, 3
+S_GAIN_R, S_GAIN_WIN, S_GAIN_N = 4, 5, 6  # input gain: running count of the closed windows, open window, its count
+S_COLS = 7
 MAX_SPIKES = 1 << 25  # spikes one layer may emit from one packet before the network is declared unstable
 # layer types
 T_CONV, T_LINEAR, T_POOL, T_POOL_ADDR = 0, 1, 2, 3
@@ -561,11 +562,19 @@ def _layer(
                     x = 0.0
                 g = math.exp(x)
             thr = theta * g
-            if gain_on and ja > i:  # the trace takes this group's input events, then scales their weights
-                gtr = lstate[l, S_GAIN_TRACE] * math.exp(-(t - lstate[l, S_GAIN_T]) / fpar[l, F_GAIN_TAU]) + (ja - i)
-                lstate[l, S_GAIN_TRACE] = gtr
-                lstate[l, S_GAIN_T] = t
-                gain = fpar[l, F_GAIN_REF] / max(fpar[l, F_GAIN_K] * gtr, 1e-300)
+            if gain_on and ja > i:  # close the windows before t, then weight this group by the closed ones
+                win = t // desc[l, D_GAIN_WIN]
+                open_win = lstate[l, S_GAIN_WIN]
+                if win > open_win:
+                    keep = fpar[l, F_GAIN_KEEP]
+                    r = keep * lstate[l, S_GAIN_R] + (1.0 - keep) * lstate[l, S_GAIN_N]
+                    if win > open_win + 1:  # empty windows in between
+                        r *= keep ** (win - open_win - 1)
+                    lstate[l, S_GAIN_R] = r
+                    lstate[l, S_GAIN_N] = 0.0
+                    lstate[l, S_GAIN_WIN] = win
+                lstate[l, S_GAIN_N] += ja - i
+                gain = fpar[l, F_GAIN_REF] / max(lstate[l, S_GAIN_R], 1e-300)
                 g = g * min(max(gain, fpar[l, F_GAIN_MIN]), fpar[l, F_GAIN_MAX])
             n_spk = 0
             fired = False
