@@ -90,7 +90,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels", type=int, nargs=3, default=(8, 16, 32), metavar=("C1", "C2", "C3"),
                    help="output channels of the three conv layers")
     p.add_argument("--hidden", type=int, default=128, help="neurons in the recurrent layer")
-    p.add_argument("--input-gain-ref", type=float, default=0.0,
+    p.add_argument("--input-gain-ref", type=float, default=400.0,
                    help="input events per bin that get gain 1 from the network's input gain (0: no gain); the gain "
                         "follows the running input count (--input-gain-tau-ms) within 0.5 … 8")
     p.add_argument("--input-gain-tau-ms", type=float, default=500.0, help="time constant of the input gain's count")
