@@ -1,5 +1,5 @@
 """InputGain: the first layer's input weighted by the recent input rate, against a slow reference, in packets of
-any size, and matching the trainer's binned filter on a steady stream."""
+any size, and equal to the trainer's per-bin gains."""
 
 from __future__ import annotations
 

@@ -272,5 +272,8 @@ def from_network_file(path) -> tuple[GestureSNN, dict]:
 def _gain_fields(gain: dict | None, bin_us: int) -> dict:
     if not gain:
         return {}
+    if int(gain["window_us"]) != bin_us:  # the mirror applies the gain per bin: other windows would not match
+        raise ValueError(f"gesture network file: input_gain window_us {gain['window_us']} must equal bin_us "
+                         f"{bin_us} for the training framework")
     return {"gain_ref": float(gain["ref_rate_hz"]) * bin_us * 1e-6, "gain_tau_us": float(gain["tau_us"]),
             "gain_min": float(gain["min_gain"]), "gain_max": float(gain["max_gain"])}
