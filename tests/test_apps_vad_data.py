@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from apps.vad.data import (
-    HELD_OUT_NOISE, SYNTHETIC_NOISE, clean_speech_labels, load_mono, load_pools, make_mixture, mix_at_snr,
-    synthesise_espeak, synthetic_noise,
+    HELD_OUT_NOISE, SYNTHETIC_NOISE, clean_speech_labels, distant_talkers, load_mono, load_pools, make_mixture,
+    mix_at_snr, synthesise_espeak, synthetic_noise,
 )
 
 
@@ -76,3 +76,23 @@ def test_pools_exclude_held_out_noise_and_mixtures_are_sane(shared_data, tmp_pat
     x, lab = make_mixture(np.random.default_rng(4), pools, 3.0, speech_prob=1.0, level_db=(-50.0, -50.0))
     speech_rms_db = 10 * np.log10(np.mean(x.astype(np.float64)[np.repeat(lab, 16)] ** 2))
     assert lab.any() and -52.0 < speech_rms_db < -40.0  # speech at -50 dBFS plus the noise under it
+
+
+def test_distant_talkers_are_unlabelled_reverberant_speech_below_the_foreground(shared_data):
+    pools = load_pools(shared_data / "audio", [], 16000)
+    y = distant_talkers(np.random.default_rng(0), pools, 3 * 16000)
+    assert y.shape == (48000,) and abs(float(np.sqrt(np.mean(y ** 2))) - 1.0) < 1e-6
+    # a voice that comes and goes: its 50 ms power varies far more than steady noise's
+    p = (y[: 47 * 1000].reshape(-1, 1000) ** 2).mean(axis=1)
+    assert np.percentile(p, 90) > 10 * np.percentile(p, 10)
+    # with no foreground speech the clip is labelled non-speech throughout, and stays below the loudest levels
+    for seed in range(6):
+        x, lab = make_mixture(np.random.default_rng(seed), pools, 3.0, speech_prob=0.0, distant_prob=1.0,
+                              level_db=(-50.0, -10.0))
+        assert not lab.any() and 10 * np.log10(np.mean(x.astype(np.float64) ** 2)) < -29.0
+    # under foreground speech, only the foreground is labelled, and the talkers lie ≥ 6 dB below it
+    x, lab = make_mixture(np.random.default_rng(7), pools, 3.0, speech_prob=1.0, distant_prob=1.0,
+                          level_db=(-30.0, -30.0))
+    fg = 10 * np.log10(np.mean(x.astype(np.float64)[np.repeat(lab, 16)] ** 2))
+    bg = 10 * np.log10(np.mean(x.astype(np.float64)[~np.repeat(lab, 16)] ** 2))
+    assert lab.any() and not lab.all() and fg - bg > 5.0

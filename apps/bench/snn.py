@@ -23,6 +23,7 @@ import numpy as np
 
 from runtime.engine import ChannelGate, Conv2d, Network, Neuron, SpatialGate, TemporalGate
 from runtime.engine.dense import bin_addresses, run_dense
+from runtime.engine.pipeline import PipelinedNetwork, balanced_split
 from runtime.events import DVS_EVENT
 from runtime.packet import Packet, packetize
 from runtime.spec import dvs_spec
@@ -246,6 +247,16 @@ def bench_files(quick: bool) -> dict:
                                    "dense": round(dense_macs * PJ_MAC * 1e-6, 1)},
         }
         row["per_layer"] = layers = per_layer(net, spec, packets)
+        # the same network as two halves in two threads, split where the measured per-layer costs balance
+        k = balanced_split(net, [layers[x.name]["ns_per_network_input_event"] for x in net.layers])
+        pipe = PipelinedNetwork(net, split=k)
+        runs = [run_packets(pipe, spec, packets) for _ in range(1 if quick else 3)]
+        wall2 = float(np.median([r[0] for r in runs]))
+        row["two_threads"] = {
+            "split": [[x.name for x in net.layers[:k]], [x.name for x in net.layers[k:]]],
+            "wall_s": round(wall2, 4), "realtime_factor": round(duration_us / 1e6 / wall2, 2),
+            "speedup": round(wall / wall2, 2), "spikes_out": runs[0][2], "spikes_out_one_thread": n_out,
+            "packets_handed_off": runs[0][1].handed_off}
         out[name] = row
         print(f"{name:28s} {rate:9,.0f} {rt:8.1f} {duration_us / 1e6 / wall10:8.1f} {GOALS.get(name, 0):5.0f} {ns_ev:7.0f} {ops_ev:7.1f} "
               f"{c['synaptic_ops']:11,d} {dense_macs:12.3g} {dense_macs / max(1, c['synaptic_ops']):8.1f} "
@@ -254,9 +265,16 @@ def bench_files(quick: bool) -> dict:
                  for k, v in layers.items()]
         print(f"{'':28s} per layer, ns per input event: {' + '.join(parts)} = "
               f"{sum(v['ns_per_network_input_event'] for v in layers.values()):.0f}")
+        two = row["two_threads"]
+        print(f"{'':28s} two threads ({', '.join(two['split'][0])} | {', '.join(two['split'][1])}): RT× "
+              f"{two['realtime_factor']:.1f}, {two['speedup']:.2f}× the one-thread run, "
+              f"{two['packets_handed_off']} of {len(packets)} packets handed to the second thread; output spikes "
+              f"{two['spikes_out']:,} (one thread {n_out:,})")
     print("per layer: each layer alone as a stage on the previous layer's spikes, one run (its input events per "
           "network input event, its ns per synaptic op); every stage pays its own per-packet cost, which the fused "
           "network pays once")
+    print("two threads: runtime.engine.pipeline.PipelinedNetwork, the first half on packet k while a worker thread runs "
+          "the second on packet k - 1 (packets whose first half emits < 256 spikes stay in one thread)")
     print("RT× = stream duration / engine wall time (packets of ≤ 1 ms; RT×10ms: ≤ 10 ms); MAC/op = dense-equivalent MACs per synaptic op performed;"
           " ev/dense = how many times faster than the numpy clock-driven run;\nx-over = input rate at which this"
           " network's event-driven ops would equal its clock-driven MACs (at this file's ops per event)")

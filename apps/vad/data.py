@@ -25,6 +25,7 @@ from runtime.errors import FormatError
 __all__ = [
     "HELD_OUT_NOISE", "AUDIO_SUFFIXES", "default_audio_dir", "load_mono", "resample", "clean_speech_labels",
     "synthesise_espeak", "Pools", "SYNTHETIC_NOISE", "load_pools", "make_mixture", "synthetic_noise", "mix_at_snr",
+    "distant_talkers",
 ]
 
 HELD_OUT_NOISE = (
@@ -262,6 +263,29 @@ def synthetic_noise(rng: np.random.Generator, kind: str, n: int, rate_hz: int, p
     return (y / (np.sqrt(np.mean(y ** 2)) + 1e-12)).astype(np.float32)
 
 
+def distant_talkers(rng: np.random.Generator, pools: Pools, n: int) -> np.ndarray:
+    """Unit-RMS background of one to three talkers across a room: utterances with pauses, each through a long,
+    reverberant room response (little direct sound) and a gentle low-pass (distance and the room take the
+    highs). Unlike babble (many talkers, a steady murmur) single voices come and go like foreground speech."""
+    from scipy.signal import lfilter
+
+    y = np.zeros(n)
+    for _ in range(int(rng.integers(1, 4))):
+        track = np.zeros(n)
+        pos = int(rng.uniform(0, 1.0) * pools.rate_hz)
+        while pos < n:
+            s = pools.speech[int(rng.integers(len(pools.speech)))]
+            s = s[: n - pos] / (np.sqrt(np.mean(s.astype(np.float64) ** 2)) + 1e-9)
+            track[pos:pos + len(s)] += s * 10 ** (rng.uniform(-6, 6) / 20)
+            pos += len(s) + int(rng.exponential(1.0) * pools.rate_hz)
+        h = _rir(rng, pools.rate_hz, rng.uniform(0.4, 1.0))
+        h[0] = rng.uniform(0.05, 0.4)  # direct sound well below the reverberation
+        track = fftconvolve(track, h, mode="full")[:n]
+        a = np.exp(-2 * np.pi * rng.uniform(1500, 4000) / pools.rate_hz)
+        y += lfilter([1 - a], [1, -a], track)
+    return y / (np.sqrt(np.mean(y ** 2)) + 1e-12)
+
+
 def _clicks(rng: np.random.Generator, n: int, rate_hz: int, rate_per_s: float) -> np.ndarray:
     """Short decaying bursts, each through its own resonance, at random times (typing, tapping, dishes)."""
     from scipy.signal import lfilter
@@ -349,13 +373,18 @@ def _noise_track(rng: np.random.Generator, pools: Pools, n: int) -> np.ndarray:
 
 def make_mixture(rng: np.random.Generator, pools: Pools, duration_s: float, *, real_fraction: float = 0.4,
                  speech_prob: float = 0.8, level_db: tuple[float, float] = (-55.0, -8.0),
-                 snr_db: tuple[float, float] = (-5.0, 20.0)) -> tuple[np.ndarray, np.ndarray]:
+                 snr_db: tuple[float, float] = (-5.0, 20.0), distant_prob: float = 0.0,
+                 distant_snr_db: tuple[float, float] = (6.0, 25.0)) -> tuple[np.ndarray, np.ndarray]:
     """One random training clip at ``pools.rate_hz``: (samples float32, per-ms speech labels).
 
     Utterances (real or synthesised; random speed, gain, reverberation) separated by random pauses, over a
     background of real or synthetic noise at ``snr_db`` (uniform, dB); the speech level is uniform in ``level_db``
     (dBFS rms over the speech; distant meeting speech lies near -50 dBFS). Some clips hold no speech.
+    With probability ``distant_prob`` the background is instead one to three distant talkers (``distant_talkers``),
+    ``distant_snr_db`` below the speech: in a meeting recording the other people across the room are not the
+    speech a human labeller marks, so they are labelled non-speech.
     """
+    distant = distant_prob > 0 and rng.random() < distant_prob
     rate = pools.rate_hz
     n = int(duration_s * rate)
     n_ms = n * 1000 // rate
@@ -390,11 +419,15 @@ def make_mixture(rng: np.random.Generator, pools: Pools, duration_s: float, *, r
             a = pos * 1000 // rate
             lab[a:a + len(sl)] |= sl[: max(0, n_ms - a)]
             pos += len(s) + int(rng.exponential(1.5) * rate + 0.15 * rate)
-    noise = _noise_track(rng, pools, n)
+    noise = distant_talkers(rng, pools, n) if distant else _noise_track(rng, pools, n)
     if lab.any():
-        x = mix_at_snr(speech, lab, noise, rng.uniform(*snr_db), rate)
+        x = mix_at_snr(speech, lab, noise, rng.uniform(*(distant_snr_db if distant else snr_db)), rate)
         level = rng.uniform(*level_db)  # speech level, dBFS rms
         ref = np.sqrt(np.mean(speech.astype(np.float64)[np.repeat(lab, rate // 1000)[:n]] ** 2)) + 1e-12
+    elif distant:  # alone, a distant talker is as quiet as across a room: below the loudest speech levels
+        x = noise
+        level = rng.uniform(level_db[0] - 10, 0.5 * (level_db[0] + level_db[1]))
+        ref = np.sqrt(np.mean(noise.astype(np.float64) ** 2)) + 1e-12
     else:
         x = noise
         level = rng.uniform(level_db[0] - 10, level_db[1])

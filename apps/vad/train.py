@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--floor-db", type=float, default=-70.0, help="front end energy floor (dB of mean-square power)")
     p.add_argument("--level-db", type=float, nargs=2, default=[-55.0, -8.0], help="speech level range, dBFS rms")
     p.add_argument("--snr-db", type=float, nargs=2, default=[-5.0, 20.0], help="speech-to-noise ratio range, dB")
+    p.add_argument("--distant-prob", type=float, default=0.0, help="fraction of clips whose background is distant "
+                   "talkers (reverberant, labelled non-speech, as meeting labellers mark them)")
     p.add_argument("--max-events-per-frame", type=int, default=16, help="front end cap per channel and frame")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                              noise_rise_db_per_s=args.noise_rise_db_per_s, floor_db=args.floor_db,
                              frame_us=int(args.bin_ms * 1000), max_events_per_frame=args.max_events_per_frame)
     mix = {"level_db": tuple(args.level_db), "snr_db": tuple(args.snr_db)}
+    if args.distant_prob > 0:
+        mix["distant_prob"] = float(args.distant_prob)
     cfg = VadConfig(inputs=2 * frontend.channels, hidden=tuple(args.hidden), readout=args.readout,
                     tau_us=tuple(t * 1000 for t in args.tau_ms), recurrent=tuple(bool(r) for r in args.recurrent),
                     reset=tuple(args.reset), tau_y_us=args.tau_trace_ms * 1000,
@@ -195,7 +199,7 @@ def retune(args) -> int:
     seed, n_synth = int(info.get("seed", args.seed)), int(info.get("synth_utterances", args.synth))
     clip_s = float(info.get("clip_s", args.clip_s))
     mix = info.get("mix", {"level_db": tuple(args.level_db), "snr_db": tuple(args.snr_db)})
-    mix = {k: tuple(v) for k, v in mix.items()}
+    mix = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in mix.items()}
     synth = synthesise_espeak(args.cache / "espeak", n_synth, seed=seed) if n_synth > 0 else []
     pools = load_pools(args.audio_dir or default_audio_dir(), synth, 16000)
     bin_us = int(frontend.frame_us)

@@ -281,6 +281,22 @@ class Network:
             return "spike", (int(np.prod(spec.shape)),)
         raise ValueError(f"{where}: cannot take a '{spec.kind}' stream; expected dvs, audio or spike events")
 
+    def split_at(self, k: int) -> tuple["Network", "Network"]:
+        """(the first ``k`` layers, the rest) as two networks that together compute what this one does: the input
+        gates and gain stay with the first, the labels go with the second. Equal up to float rounding: at one
+        timestamp, the second part's first layer adds its inputs' weights in address order (inside one network:
+        in the order they were emitted), and k spikes of one neuron as k additions (inside: k · w once)."""
+        n = len(self.layers)
+        if not 0 < k < n or all(isinstance(x, Flatten) for x in self.layers[:k]) \
+                or all(isinstance(x, Flatten) for x in self.layers[k:]):
+            raise ValueError(f"network '{self.name}': cannot split its {n} layers after layer {k}: each part needs a "
+                             f"layer with neurons (layers: {[x.name for x in self.layers]})")
+        front = Network(self.layers[:k], self.input_shape, f"{self.name}[:{k}]", self.decay, self.input_gates,
+                        state_dtype=self.state_dtype, input_gain=self.input_gain)
+        back = Network(self.layers[k:], self.shapes[k], f"{self.name}[{k}:]", self.decay, (), self.labels,
+                       self.meta, state_dtype=self.state_dtype)
+        return front, back
+
     def out_spec(self, spec: StreamSpec) -> StreamSpec:
         self._input_kind(spec)
         return spike_spec(self.out_shape, labels=self.labels, network=self.name)

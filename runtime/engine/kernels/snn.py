@@ -17,6 +17,8 @@ Everything is passed as flat arrays (see ``runtime/engine/network.py`` for how t
 Events with equal timestamps form a group: the kernel sorts the group's addresses (so results do not depend on
 the order of simultaneous events), integrates all of them, then tests every target (a neuron reached twice is
 tested twice, harmlessly: after firing it is below threshold).
+
+The entry points release the GIL, so ``runtime.engine.pipeline`` can run two halves of a network in two threads.
 """
 
 from __future__ import annotations
@@ -890,7 +892,7 @@ def _pack(out_t, out_a, q_t, q_a, q_start, err):
     return ev, extra
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_encoded(in_t, in_a, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r, counters, q_t, q_a,
                 q_start):
     """One packet of already encoded inputs (times, flat addresses; the addresses are sorted in place within
@@ -903,7 +905,7 @@ def run_encoded(in_t, in_a, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, 
     return _pack(o_t, o_a, n_t, n_a, n_s, ERR_RUNAWAY if runaway else -1)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_dvs(events, width, height, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r, counters,
             q_t, q_a, q_start):
     """One packet of DVS events (the packet's DVS_EVENT array itself: one argument instead of four column views
@@ -916,7 +918,7 @@ def run_dvs(events, width, height, wm, desc, fpar, W, u, tl, ru, scratch, lstate
                        q_a, q_start)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_audio(events, channels, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r, counters, q_t,
               q_a, q_start):
     """As ``run_dvs`` for cochlea events (AUDIO_EVENT array; ``p·channels + x``)."""
@@ -927,7 +929,7 @@ def run_audio(events, channels, wm, desc, fpar, W, u, tl, ru, scratch, lstate, l
                        q_a, q_start)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_spikes(events, size, wm, desc, fpar, W, u, tl, ru, scratch, lstate, lut, cg_w, cg_b, cg_r, counters, q_t, q_a,
                q_start):
     """As ``run_dvs`` for spike events (SPIKE_EVENT array; flat addresses checked against ``size``)."""
