@@ -274,7 +274,7 @@ def bench_files(quick: bool) -> dict:
           "network input event, its ns per synaptic op); every stage pays its own per-packet cost, which the fused "
           "network pays once")
     print("two threads: runtime.engine.pipeline.PipelinedNetwork, the first half on packet k while a worker thread runs "
-          "the second on packet k - 1 (packets whose first half emits < 256 spikes stay in one thread)")
+          "the second on earlier packets, handed over once they hold ≥ 2048 spikes (packets whose first half emits < 256 spikes stay in one thread)")
     print("RT× = stream duration / engine wall time (packets of ≤ 1 ms; RT×10ms: ≤ 10 ms); MAC/op = dense-equivalent MACs per synaptic op performed;"
           " ev/dense = how many times faster than the numpy clock-driven run;\nx-over = input rate at which this"
           " network's event-driven ops would equal its clock-driven MACs (at this file's ops per event)")

@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-smooth-ms", type=float, default=0.0, help="front end: the noise floor follows the "
                    "envelope smoothed with this time constant (0: the envelope itself)")
     p.add_argument("--noise-rise-db-per-s", type=float, default=0.0, help="front end: cap on the noise floor's rise")
+    p.add_argument("--channels", type=int, default=16, help="front end band-pass channels (100 Hz … 7 kHz)")
+    p.add_argument("--delta-db", type=float, default=3.0, help="front end: envelope change per event")
     p.add_argument("--floor-db", type=float, default=-70.0, help="front end energy floor (dB of mean-square power)")
     p.add_argument("--level-db", type=float, nargs=2, default=[-55.0, -8.0], help="speech level range, dBFS rms")
     p.add_argument("--snr-db", type=float, nargs=2, default=[-5.0, 20.0], help="speech-to-noise ratio range, dB")
@@ -106,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     frontend = AudioFrontEnd(noise_tau_us=int(args.noise_tau_ms * 1000), noise_margin_db=args.noise_margin_db,
                              noise_smooth_us=int(args.noise_smooth_ms * 1000),
                              noise_rise_db_per_s=args.noise_rise_db_per_s, floor_db=args.floor_db,
-                             frame_us=int(args.bin_ms * 1000), max_events_per_frame=args.max_events_per_frame)
+                             frame_us=int(args.bin_ms * 1000), max_events_per_frame=args.max_events_per_frame,
+                             channels=args.channels, delta_db=args.delta_db)
     mix = {"level_db": tuple(args.level_db), "snr_db": tuple(args.snr_db)}
     if args.distant_prob > 0:
         mix["distant_prob"] = float(args.distant_prob)

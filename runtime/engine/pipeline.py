@@ -3,14 +3,15 @@ a worker thread runs the second half on packet k - 1 (the kernels release the GI
 
 On a two-core machine a deep network over a dense stream (a Gen3 sensor's bursts) gets up to about twice the
 throughput; its output is exactly that of the two halves run one after the other (``Network.split_at``: the
-unsplit network's up to float rounding), one packet later. Handing a packet to another thread
-costs tens of microseconds, more than a sparse packet's whole computation, so a packet whose first half emits
-fewer than ``min_events`` spikes runs its second half in the caller's thread (after the worker's earlier packet,
-keeping the order): slow streams cost what they cost unsplit.
+unsplit network's up to float rounding), a few packets later. A hand-off to another thread costs about 40 µs
+(a queue round trip on this machine), so the first half's output is collected over consecutive packets until it
+holds ``batch_events`` spikes, and handed over then; a packet whose first half emits fewer than ``min_events``
+spikes is too sparse to gain anything and runs its second half in the caller's thread (after everything handed
+over or collected before it, keeping the order): slow streams cost what they cost unsplit.
 
     net = PipelinedNetwork(conv_net, split=2)   # conv1, conv2 | conv3, conv4
     state = net.init(spec)
-    state, out = net.step(state, packet)        # spikes of the previous big packet, or of this small one
+    state, out = net.step(state, packet)        # spikes of earlier dense packets, or of this sparse one
     out += net.finish(state)                    # everything still in flight
 """
 
@@ -86,7 +87,10 @@ class PipelineState:
     back: NetworkState
     worker: _Worker | None = None
     pending: bool = False  # the worker holds a job whose answer has not been collected
-    handed_off: int = 0  # packets whose second half ran in the worker
+    held: list = field(default_factory=list)  # first-half output of dense packets not handed over yet
+    held_events: int = 0
+    held_packets: int = 0
+    handed_off: int = 0  # input packets whose second half ran in the worker
     inline: int = 0  # packets whose second half ran in the caller's thread
     finished: bool = False
     _finalizer: Any = field(default=None, repr=False)
@@ -100,13 +104,15 @@ class PipelinedNetwork:
     network: Network
     split: int | None = None
     min_events: int = 256
+    batch_events: int = 2048
 
     def __post_init__(self):
         if not isinstance(self.network, Network):
             raise TypeError(f"PipelinedNetwork: expected a Network, got {self.network!r}")
         k = self.split if self.split is not None else (len(self.network.layers) + 1) // 2
-        if self.min_events < 0:
-            raise ValueError(f"PipelinedNetwork: min_events must be ≥ 0, got {self.min_events}")
+        if self.min_events < 0 or self.batch_events < 0:
+            raise ValueError(f"PipelinedNetwork: min_events and batch_events must be ≥ 0, got {self.min_events}, "
+                             f"{self.batch_events}")
         front, back = self.network.split_at(int(k))
         object.__setattr__(self, "split", int(k))
         object.__setattr__(self, "front", front)
@@ -141,20 +147,40 @@ class PipelinedNetwork:
         if state.finished:
             raise RuntimeError(f"network '{self.name}': step after finish (use a new state for a new stream)")
         _, mid = self.front.step(state.front, packet)
-        out = self._collect(state)
-        if sum(p.events.shape[0] for p in mid) >= self.min_events:
+        n = sum(p.events.shape[0] for p in mid)
+        if n >= self.min_events:
+            state.held.extend(mid)
+            state.held_events += n
+            state.held_packets += 1
+            if state.held_events < self.batch_events:
+                return state, []
+            out = self._collect(state)
             if state.worker is None:
                 state.worker = _Worker(self.back, state.back)
                 state._finalizer = weakref.finalize(state, state.worker.stop)
-            state.worker.jobs.put(mid)
+            state.worker.jobs.put(state.held)
             state.pending = True
-            state.handed_off += 1
-        else:
-            for p in mid:
-                _, o = self.back.step(state.back, p)
-                out.extend(o)
-            state.inline += 1
+            state.handed_off += state.held_packets
+            state.held, state.held_events, state.held_packets = [], 0, 0
+            return state, out
+        out = self._collect(state)
+        out.extend(self._flush_inline(state, mid))
+        state.inline += 1
         return state, out
+
+    def _flush_inline(self, state: PipelineState, more: list[Packet]) -> list[Packet]:
+        """The held packets, then ``more``, through the second half in this thread."""
+        state.inline += state.held_packets
+        packets = state.held + more
+        state.held, state.held_events, state.held_packets = [], 0, 0
+        return self._run_inline(state, packets)
+
+    def _run_inline(self, state: PipelineState, packets: list[Packet]) -> list[Packet]:
+        out: list[Packet] = []
+        for p in packets:
+            _, o = self.back.step(state.back, p)
+            out.extend(o)
+        return out
 
     def finish(self, state: PipelineState) -> list[Packet]:
         if state.finished:
@@ -163,9 +189,7 @@ class PipelinedNetwork:
         state.finished = True
         if state._finalizer is not None:
             state._finalizer()  # stops the worker
-        for p in self.front.finish(state.front):
-            _, o = self.back.step(state.back, p)
-            out.extend(o)
+        out.extend(self._flush_inline(state, self.front.finish(state.front)))
         out.extend(self.back.finish(state.back))
         return out
 
