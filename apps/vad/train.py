@@ -3,9 +3,10 @@
 Data: real speech from ``../shared/data/audio/speech`` and speech synthesised with espeak-ng, mixed with the real
 noise and music of ``audio/noise`` (minus the held-out test files) and synthetic noise (white, pink, brown, babble,
 hum, keyboard-like clicks, music-like notes) at -5…20 dB SNR, speech levels -55…-8 dBFS, labelled per millisecond
-from the clean speech energy (``apps.vad.data``). The labelled clips are never read here.
-Each clip goes through the same spiking front end as at run time (``sensors.audio_frontend``: 10 ms frames, a
-per-channel noise floor that silences steady backgrounds); the network is trained time-stepped at 10 ms bins with
+from the clean speech energy (``apps.vad.data``); a fifth of the clips have distant talkers behind the speech instead,
+labelled non-speech as meeting transcribers mark them. The labelled clips are never read here.
+Each clip goes through the same spiking front end as at run time (``sensors.audio_frontend``: 24 channels, events
+per 2 dB of envelope change, 10 ms frames, a per-channel noise floor that silences steady backgrounds); the network is trained time-stepped at 10 ms bins with
 surrogate gradients (PyTorch Adam; numba forward/backward kernels), which is exactly the engine's event-driven model
 on the front end's 10 ms event grid. Default network: 128 recurrent LIF (30 ms) → 48 recurrent LIF (100 ms) → one
 leaky-integrator readout (40 ms: a short readout lets the score rise within a few frames of an onset) that the
@@ -60,12 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-smooth-ms", type=float, default=0.0, help="front end: the noise floor follows the "
                    "envelope smoothed with this time constant (0: the envelope itself)")
     p.add_argument("--noise-rise-db-per-s", type=float, default=0.0, help="front end: cap on the noise floor's rise")
-    p.add_argument("--channels", type=int, default=16, help="front end band-pass channels (100 Hz … 7 kHz)")
-    p.add_argument("--delta-db", type=float, default=3.0, help="front end: envelope change per event")
+    p.add_argument("--channels", type=int, default=24, help="front end band-pass channels (100 Hz … 7 kHz)")
+    p.add_argument("--delta-db", type=float, default=2.0, help="front end: envelope change per event")
     p.add_argument("--floor-db", type=float, default=-70.0, help="front end energy floor (dB of mean-square power)")
     p.add_argument("--level-db", type=float, nargs=2, default=[-55.0, -8.0], help="speech level range, dBFS rms")
     p.add_argument("--snr-db", type=float, nargs=2, default=[-5.0, 20.0], help="speech-to-noise ratio range, dB")
-    p.add_argument("--distant-prob", type=float, default=0.0, help="fraction of clips whose background is distant "
+    p.add_argument("--distant-prob", type=float, default=0.2, help="fraction of clips whose background is distant "
                    "talkers (reverberant, labelled non-speech, as meeting labellers mark them)")
     p.add_argument("--max-events-per-frame", type=int, default=16, help="front end cap per channel and frame")
     p.add_argument("--seed", type=int, default=0)
