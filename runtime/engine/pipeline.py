@@ -1,5 +1,5 @@
-"""A network split in two halves that run at the same time: the first half on packet k in the caller's thread while
-a worker thread runs the second half on packet k - 1 (the kernels release the GIL).
+"""A network split in two halves that run at the same time: the first half on the newest packet in the caller's
+thread while a worker thread runs the second half on earlier ones (the kernels release the GIL).
 
 On a two-core machine a deep network over a dense stream (a Gen3 sensor's bursts) gets up to about twice the
 throughput; its output is exactly that of the two halves run one after the other (``Network.split_at``: the
@@ -53,6 +53,14 @@ def balanced_split(network: Network, layer_ns: list[float]) -> int:
     return best_k
 
 
+def _run_back(back: Network, back_state: NetworkState, packets: list[Packet]) -> list[Packet]:
+    out: list[Packet] = []
+    for p in packets:
+        _, o = back.step(back_state, p)
+        out.extend(o)
+    return out
+
+
 class _Worker:
     """One thread running the second half on the jobs it is handed, one at a time, answering each."""
 
@@ -69,11 +77,7 @@ class _Worker:
             if job is _STOP:
                 return
             try:
-                out: list[Packet] = []
-                for p in job:
-                    _, o = back.step(back_state, p)
-                    out.extend(o)
-                self.answers.put((True, out))
+                self.answers.put((True, _run_back(back, back_state, job)))
             except BaseException as exc:  # handed to the caller, which raises it as its own
                 self.answers.put((False, exc))
 
@@ -139,7 +143,6 @@ class PipelinedNetwork:
         return self.network.out_spec(spec)
 
     def init(self, spec: StreamSpec) -> PipelineState:
-        self.network.out_spec(spec)
         fs = self.front.init(spec)
         return PipelineState(fs, self.back.init(self.front.out_spec(spec)))
 
@@ -173,14 +176,7 @@ class PipelinedNetwork:
         state.inline += state.held_packets
         packets = state.held + more
         state.held, state.held_events, state.held_packets = [], 0, 0
-        return self._run_inline(state, packets)
-
-    def _run_inline(self, state: PipelineState, packets: list[Packet]) -> list[Packet]:
-        out: list[Packet] = []
-        for p in packets:
-            _, o = self.back.step(state.back, p)
-            out.extend(o)
-        return out
+        return _run_back(self.back, state.back, packets)
 
     def finish(self, state: PipelineState) -> list[Packet]:
         if state.finished:
