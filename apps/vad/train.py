@@ -2,17 +2,17 @@
 
 Data: real speech from ``../shared/data/audio/speech`` and speech synthesised with espeak-ng, mixed with the real
 noise and music of ``audio/noise`` (minus the held-out test files) and synthetic noise (white, pink, brown, babble,
-hum, keyboard-like clicks, music-like notes) at -5…20 dB SNR, speech levels -55…-8 dBFS, labelled per millisecond
-from the clean speech energy (``apps.vad.data``); a fifth of the clips have distant talkers behind the speech instead,
-labelled non-speech as meeting transcribers mark them. The labelled clips are never read here.
-Each clip goes through the same spiking front end as at run time (``sensors.audio_frontend``: 24 channels, events
-per 2 dB of envelope change, 10 ms frames, a per-channel noise floor that silences steady backgrounds); the
-network is trained time-stepped at 10 ms bins with surrogate gradients (PyTorch Adam; numba forward/backward
-kernels), which is exactly the engine's event-driven model on the front end's 10 ms event grid. Default network:
-128 recurrent LIF (30 ms) → 48 recurrent LIF (100 ms) → one leaky-integrator readout (40 ms: a short readout lets the score rise within a few frames of an onset) that the
-segmenter sink runs. The learning-rate schedule follows the step count
-and every random draw is seeded, so the same options give the same weights on any machine; the best validation
-checkpoint is kept and the segmenter's thresholds and hangover are tuned on the validation mixtures.
+hum, keyboard-like clicks, music-like notes) at -5…20 dB SNR, speech levels -55…-8 dBFS, labelled per millisecond from
+the clean speech energy (``apps.vad.data``); a fifth of the clips have distant talkers behind the speech instead,
+labelled non-speech as meeting transcribers mark them. The labelled clips are never read here. Each clip goes through
+the same spiking front end as at run time (``sensors.audio_frontend``: 24 channels, events per 2 dB of envelope
+change, 10 ms frames, a per-channel noise floor that silences steady backgrounds); the network is trained time-stepped
+at 10 ms bins with surrogate gradients (PyTorch Adam; numba forward/backward kernels), which is exactly the engine's
+event-driven model on the front end's 10 ms event grid. Default network: 128 recurrent LIF (30 ms) → 48 recurrent LIF
+(100 ms) → one leaky-integrator readout (40 ms: a short readout lets the score rise within a few frames of an onset)
+that the segmenter sink runs. The learning-rate schedule follows the step count and every random draw is seeded, so
+the same options give the same weights on any machine; the best validation checkpoint is kept and the segmenter's
+thresholds and hangover are tuned on the validation mixtures.
 """
 
 from __future__ import annotations
