@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -30,14 +31,40 @@ class OpenIter:
         self._it = iter(packets)
         self._info = info if info is not None else {}
         self._on_close = on_close
+        self._lock = threading.Lock()
+        self._busy = False  # a worker thread is inside next()
+        self._close_pending = False
+        self._closed = False
 
     def __iter__(self) -> Iterator[Packet]:
         return self
 
     def __next__(self) -> Packet:
-        return next(self._it)
+        with self._lock:
+            self._busy = True
+        try:
+            return next(self._it)
+        finally:
+            with self._lock:
+                self._busy = False
+                pending, self._close_pending = self._close_pending, False
+            if pending:
+                self._close_now()
 
     def close(self) -> None:
+        # A blocking source's next() may still run in a worker thread the run has abandoned (Ctrl-C while a
+        # camera waits for its frame): a generator cannot be closed while it executes, so it closes when that
+        # call returns.
+        with self._lock:
+            if self._busy:
+                self._close_pending = True
+                return
+        self._close_now()
+
+    def _close_now(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         close = getattr(self._it, "close", None)
         if close is not None:
             close()

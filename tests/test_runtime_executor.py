@@ -18,7 +18,7 @@ from runtime.errors import NodeError, StreamOrderError
 from runtime.events import DVS_EVENT, make_dvs_events
 from runtime.executor import RunInterrupted, run
 from runtime.graph import Graph
-from runtime.packet import Packet, concat_events
+from runtime.packet import Packet, concat_events, packetize
 from runtime.reference import run_reference
 from runtime.sources import ArraySource, IterSource
 from runtime.spec import dvs_spec
@@ -227,8 +227,17 @@ class _ClosingSink(_Interrupting):
 
 def test_ctrl_c_gives_a_partial_report_and_finishes_sinks():
     ev = _stream(50_000, t_max=5_000_000)
+
+    def packets():
+        # Like a camera: once past the interrupt, packets keep coming at 2 ms each, so Ctrl-C always lands while
+        # the stream runs (straight from an array, a loaded machine could finish the stream first).
+        for p in packetize(ev, max_events=64, max_span_us=None):
+            if int(p.events["t"][0]) > int(ev["t"][2000]):
+                time.sleep(0.002)
+            yield p
+
     g = Graph("interrupt")
-    s = g.source("src", ArraySource(ev, SPEC, max_events=64, max_span_us=None))
+    s = g.source("src", IterSource(SPEC, packets, blocking=True))
     g.sink("out", _ClosingSink(after_events=2000), s)
     with pytest.raises(RunInterrupted) as info:
         run(g)
@@ -303,3 +312,34 @@ def test_report_has_the_contract_keys(tmp_path):
         assert set(node) >= {"events_in", "events_out", "synaptic_ops", "busy_s", "wakeups", "drops"}
     assert rep["input"]["events"] == 500
     assert rep["ops"]["ops_per_event"] == pytest.approx(rep["ops"]["synaptic_ops"] / 500, abs=1e-3)
+
+
+def test_closing_a_blocking_source_while_a_thread_is_inside_next_waits_for_that_call():
+    import threading
+
+    from runtime.sources import OpenIter
+
+    entered, release, closed = threading.Event(), threading.Event(), []
+
+    def camera():
+        try:
+            while True:
+                entered.set()
+                release.wait()
+                yield Packet(np.empty(0, DVS_EVENT), 1)
+        finally:
+            closed.append("generator")
+
+    src = OpenIter(SPEC, camera(), blocking=True, on_close=lambda: closed.append("device"))
+    got = []
+    worker = threading.Thread(target=lambda: got.append(next(src)))
+    worker.start()
+    entered.wait(5)
+    src.close()  # the generator is executing in the worker: closing it now would raise
+    assert closed == []
+    release.set()
+    worker.join(5)
+    assert len(got) == 1 and got[0].t_end_us == 1
+    assert closed == ["generator", "device"]
+    src.close()  # already closed: nothing more happens
+    assert closed == ["generator", "device"]
