@@ -239,8 +239,14 @@ def test_ctrl_c_gives_a_partial_report_and_finishes_sinks():
     g = Graph("interrupt")
     s = g.source("src", IterSource(SPEC, packets, blocking=True))
     g.sink("out", _ClosingSink(after_events=2000), s)
-    with pytest.raises(RunInterrupted) as info:
-        run(g)
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no Ctrl-C handler (nor does trio):
+    # give the test the disposition of a terminal session.
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(RunInterrupted) as info:
+            run(g)
+    finally:
+        signal.signal(signal.SIGINT, old)
     rep = info.value.report
     assert rep["interrupted"] is True
     assert rep["results"]["out"]["closed"] is True
