@@ -40,6 +40,8 @@ class OpenIter:
         return self
 
     def __next__(self) -> Packet:
+        if not self.blocking:  # read in the run's own thread: close() cannot overlap a next()
+            return next(self._it)
         with self._lock:
             self._busy = True
         try:

@@ -4,6 +4,7 @@ latency, and the absence of any clock in the graph."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from runtime.executor import RunInterrupted, run
 from runtime.graph import Graph
 from runtime.packet import Packet, concat_events, packetize
 from runtime.reference import run_reference
-from runtime.sources import ArraySource, IterSource
+from runtime.sources import ArraySource, IterSource, OpenIter
 from runtime.spec import dvs_spec
 from runtime.stages import CollectSink, CountSink, Delay, Identity
 from runtime.testing import cut_at
@@ -229,8 +230,8 @@ def test_ctrl_c_gives_a_partial_report_and_finishes_sinks():
     ev = _stream(50_000, t_max=5_000_000)
 
     def packets():
-        # Like a camera: once past the interrupt, packets keep coming at 2 ms each, so Ctrl-C always lands while
-        # the stream runs (straight from an array, a loaded machine could finish the stream first).
+        # Like a camera: a blocking source whose worker thread is usually inside next() when Ctrl-C lands, so the
+        # run abandons that thread and closes the source under it.
         for p in packetize(ev, max_events=64, max_span_us=None):
             if int(p.events["t"][0]) > int(ev["t"][2000]):
                 time.sleep(0.002)
@@ -321,10 +322,6 @@ def test_report_has_the_contract_keys(tmp_path):
 
 
 def test_closing_a_blocking_source_while_a_thread_is_inside_next_waits_for_that_call():
-    import threading
-
-    from runtime.sources import OpenIter
-
     entered, release, closed = threading.Event(), threading.Event(), []
 
     def camera():
