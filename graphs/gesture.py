@@ -7,12 +7,13 @@ spiking network → early-decision sink.
     ev  = g.stage("orient", ToImageOrientation(), ev)     # jAER DVS128: 180° turn (from the spec's flags)
     ev  = g.stage("crop", SquareCrop(32), ev)             # centred square, a multiple of 32 px
     ev  = g.stage("bin", BinToInput(32), ev)              # f × f IAF pooling → 32 × 32, density scaled by 1/f²
+    cnt = g.stage("gain_count", GainCount(17), ev)        # (gain counting sensor events) count-only channel 16
     ev  = g.stage("spatial_gate", SpatialGate(...), ev)  # attention: drop events of quiet tiles
     ev  = g.stage("temporal_gate", TemporalGate(...), ev)  # attention: drop quiet 10 ms windows
     ev  = g.stage("motion", MotionDirections(8), ev)      # ON/OFF → 8 edge-motion direction channels
-    l0  = g.stage("line0", DelayLine(0, 2), ev)           # delay lines: the directions now and
-    l1  = g.stage("line1", DelayLine(1, 2), g.stage("delay1", Delay(200_000), ev))   # 200 ms later
-    spk = g.stage("snn", net.network(), l0, l1)           # input gain, 3 conv, sum-pool, recurrent, output (LIF)
+    l0  = g.stage("line0", DelayLine(0, 2[, 1]), ev)      # delay lines: the directions now and
+    l1  = g.stage("line1", DelayLine(1, 2[, 1]), g.stage("delay1", Delay(200_000), ev))   # 200 ms later
+    spk = g.stage("snn", net.network(), l0, l1[, cnt])    # input gain, 3 conv, sum-pool, recurrent, output (LIF)
     g.sink("decide", GestureDecision(labels, config), spk)
 
 The front-end stages adapt to the sensor when the source opens (its spec gives size and orientation): a stage
@@ -45,7 +46,7 @@ from .network import load_network, read_topology
 
 __all__ = [
     "LABELS", "GESTURES", "INPUT_PX", "BIN_PIXELS", "WEIGHTS_PATH", "front_end", "bin_factor", "SquareCrop",
-    "BinToInput", "apply_stages", "default_gates",
+    "BinToInput", "apply_stages", "default_gates", "GainCount",
     "topology", "load_network_file", "GestureNet", "build", "add_core", "DelayLine", "build_default", "sweep_events",
 ]
 
@@ -310,6 +311,8 @@ def add_core(g: Graph, ev: str, net: GestureNet, *, gates: bool = True,
 
     Delay line k re-sends every spike of the C-channel map ``delays_us[k]`` later as channels kC … kC + C - 1 of
     the network input, so the first layer sees what moves now and what moved then, like a synaptic delay line."""
+    sensor_gain = net.net.input_gain is not None and net.net.input_gain.count == "sensor"
+    before_gates = ev
     if gates:
         fan = _first_layer_fanout(net) * len(net.delays_us)
         for g_ in net.gates:
@@ -321,7 +324,11 @@ def add_core(g: Graph, ev: str, net: GestureNet, *, gates: bool = True,
         line = ev
         if d:
             line = g.stage(f"delay{k}", Delay(d), line)
-        lines.append(g.stage(f"line{k}", DelayLine(k, len(net.delays_us)), line) if len(net.delays_us) > 1 else line)
+        if len(net.delays_us) > 1 or sensor_gain:
+            line = g.stage(f"line{k}", DelayLine(k, len(net.delays_us), extra=int(sensor_gain)), line)
+        lines.append(line)
+    if sensor_gain:  # the input gain counts what the sensor sent, so what the gates drop costs nothing downstream
+        lines.append(g.stage("gain_count", GainCount(int(net.net.input_shape[0]) + 1), before_gates))
     spk = g.stage("snn", net.network(), *lines)
     dcfg = DecisionConfig(**{**net.decision, **dict(decision or {})})
     return g.sink("decide", GestureDecision(net.labels, dcfg), spk)
@@ -336,15 +343,17 @@ def _first_layer_fanout(net: GestureNet) -> int:
 
 @dataclass(frozen=True)
 class DelayLine:
-    """Re-address a (C, H, W) spike stream as channels ``kC … kC + C - 1`` of a (nC, H, W) stream (line k of n)."""
+    """Re-address a (C, H, W) spike stream as channels ``kC … kC + C - 1`` of a (nC + extra, H, W) stream (line
+    k of n; ``extra`` channels after the lines, e.g. the network's gain-count channel, see ``GainCount``)."""
 
     k: int
     n: int
+    extra: int = 0
 
     def out_spec(self, spec: StreamSpec) -> StreamSpec:
         if spec.kind != "spike" or len(spec.shape) != 3:
             raise GraphError(f"DelayLine: expects a (C, H, W) spike stream, got {spec.describe()}")
-        return spike_spec((spec.shape[0] * self.n, spec.shape[1], spec.shape[2]))
+        return spike_spec((spec.shape[0] * self.n + self.extra, spec.shape[1], spec.shape[2]))
 
     def init(self, spec: StreamSpec) -> int:
         self.out_spec(spec)
@@ -353,6 +362,32 @@ class DelayLine:
     def step(self, state: int, packet: Packet) -> tuple[int, list[Packet]]:
         ev = np.array(packet.events)
         ev["addr"] += self.k * state
+        return state, [packet.derive(ev)]
+
+    def finish(self, state: int) -> list[Packet]:
+        return []
+
+
+@dataclass(frozen=True)
+class GainCount:
+    """Re-address every event of a (P, H, W) spike stream (the sensor's binned events, before the gates) to the
+    last channel of a (channels, H, W) stream: the network's count-only port, which its input gain counts
+    (``InputGain(count="sensor")``) and which costs no synaptic op."""
+
+    channels: int
+
+    def out_spec(self, spec: StreamSpec) -> StreamSpec:
+        if spec.kind != "spike" or len(spec.shape) != 3:
+            raise GraphError(f"GainCount: expects a (C, H, W) spike stream, got {spec.describe()}")
+        return spike_spec((self.channels, spec.shape[1], spec.shape[2]))
+
+    def init(self, spec: StreamSpec) -> int:
+        self.out_spec(spec)
+        return int(spec.shape[1] * spec.shape[2])
+
+    def step(self, state: int, packet: Packet) -> tuple[int, list[Packet]]:
+        ev = np.array(packet.events)
+        ev["addr"] = (self.channels - 1) * state + ev["addr"] % state
         return state, [packet.derive(ev)]
 
     def finish(self, state: int) -> list[Packet]:

@@ -144,7 +144,7 @@ def normalize_topology(topo: Mapping[str, Any], where: str = "topology") -> dict
         if not isinstance(gain, Mapping):
             raise FormatError(where, f"field 'input_gain' must be an object or null, got {gain!r}")
         try:
-            out["input_gain"] = InputGain(**{k: float(v) for k, v in gain.items()}).to_dict()
+            out["input_gain"] = InputGain(**{k: (v if k == "count" else float(v)) for k, v in gain.items()}).to_dict()
         except (TypeError, ValueError) as exc:
             raise FormatError(where, f"field 'input_gain': {exc}") from None
     if out["decay"] not in ("frame", "exp", "lut"):

@@ -137,3 +137,34 @@ def test_surrogate_gradient_is_a_bounded_bump_at_the_threshold():
 def test_time_constants_round_trip():
     m = GestureSNN(CFG)
     assert np.allclose(m.taus_us(), CFG.tau_init_us, rtol=1e-5)
+
+
+def test_gain_counting_sensor_events_equals_the_engine_with_a_count_channel():
+    """Gates dropped part of the sensor's events: the network sees the rest, its gain counts them all (the
+    trainer's sensor_counts, the engine's count channel), on bin boundaries the spikes are the same."""
+    from apps.gesture.model import gain_of
+
+    cfg = ModelConfig(c1=4, c2=8, c3=8, hidden=16, bin_us=10_000, delays_bins=(0, 3), gain_ref=500.0,
+                      gain_tau_us=40_000.0, gain_count="sensor")
+    m = _model(3, gain=2.0, cfg=cfg)
+    sensor = _events(3, n=6000)
+    kept = sensor[np.random.default_rng(3).random(sensor.shape[0]) < 0.4]  # what the gates let through
+    counts = np.bincount(sensor["t"] // CFG.bin_us, minlength=T).astype(np.float32)[:, None]
+    with torch.no_grad():
+        out = m(_dense(kept), sensor_counts=torch.from_numpy(counts))
+        assert not torch.equal(out, m(_dense(kept), sensor_counts=torch.from_numpy(counts * 0.4)))
+    topo, arrays = _topology(m)
+    topo["input_gain"] = gain_of(cfg).to_dict()
+    net = network_from_topology(topo, arrays)
+    channels = 2 * len(CFG.delays_bins)
+    count_ev = sensor.copy()
+    count_ev["addr"] = channels * INPUT_PX * INPUT_PX + count_ev["addr"] % (INPUT_PX * INPUT_PX)
+    fed = np.concatenate([_with_delay_lines(kept), count_ev])
+    fed = fed[np.argsort(fed["t"], kind="stable")]
+    fed = fed[fed["t"] < T * CFG.bin_us]
+    spikes, _, _ = run_stage(net, spike_spec((channels + 1, INPUT_PX, INPUT_PX)),
+                             cut_at(fed, [], t_end_us=T * CFG.bin_us))
+    engine = np.zeros((T, 9))
+    np.add.at(engine, (spikes["t"] // CFG.bin_us, spikes["addr"]), 1)
+    assert out.sum() > 5
+    assert np.array_equal(engine, out[:, 0].numpy())

@@ -136,7 +136,7 @@ def test_batcher_feeds_the_motion_stage_output_on_its_direction_channels():
                     np.array([n]))
     motion = MotionDirections(4)
     b = Batcher(clips, 50_000, 400_000, gates=(), motion=motion)
-    x, _, _ = b.batch([0], None, gate_prob=0.0)
+    x, _, _, _ = b.batch([0], None, gate_prob=0.0)
     assert x.shape == (8, 1, 4, INPUT_PX, INPUT_PX)
     mt, ma = directions_of(motion, t, addr, INPUT_PX)
     assert 0 < mt.shape[0] < n

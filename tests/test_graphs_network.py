@@ -44,7 +44,7 @@ def test_round_trip_preserves_topology_weights_and_behaviour(tmp_path):
     assert [d["type"] for d in topo["layers"]] == ["conv2d", "sumpool2d", "sumpool2d", "flatten", "linear", "linear"]
     assert topo["layers"][1]["neuron"] is None and topo["layers"][0]["neuron"]["model"] == "lif"
     assert topo["input_gain"] == {"ref_rate_hz": 30_000.0, "tau_us": 40_000.0, "window_us": 5000, "min_gain": 0.25,
-                                  "max_gain": 4.0}
+                                  "max_gain": 4.0, "count": "input"}
     back = load_network(tmp_path / "demo.json")
     assert back.input_gain == net.input_gain
     assert back.shapes == net.shapes and back.labels == ("a", "b", "c") and back.meta["accuracy"] == 0.5

@@ -48,7 +48,10 @@ class ModelConfig:
     gamma: float = 2.0
     surrogate: str = "bump"  # see _surrogate
     # input gain (the engine's InputGain): all input scaled by clip(gain_ref / running events per bin, min, max)
-    gain_ref: float = 0.0  # events per bin at the network input that get gain 1 (0: no gain)
+    gain_ref: float = 0.0  # events per bin that get gain 1 (0: no gain)
+    # what the gain counts: "input", the events reaching the network (after the gates, every delay line);
+    # "sensor", the binned sensor events before the gates, so the gates' drops are not made up for by the gain
+    gain_count: str = "input"
     gain_tau_us: float = 500_000.0
     gain_min: float = 0.5
     gain_max: float = 8.0
@@ -164,13 +167,20 @@ class GestureSNN(nn.Module):
         """current (T, B, ...) → spike counts (T, B, ...)."""
         return _LIFScan.apply(current.contiguous(), beta, self.cfg.gamma, self.cfg.surrogate)
 
-    def forward(self, x: torch.Tensor, record: bool = False):
+    def forward(self, x: torch.Tensor, record: bool = False, sensor_counts: torch.Tensor | None = None):
         """x: (T, B, C, H, W) input event counts per bin → output spike counts (T, B, n_out)
-        (and, with ``record``, the spike counts of every layer)."""
+        (and, with ``record``, the spike counts of every layer). ``sensor_counts`` (T, B): the binned sensor
+        events per bin before the gates, which a ``gain_count="sensor"`` gain counts."""
         T, B = x.shape[:2]
         x = delay_lines(x, self.cfg.delays_bins)
         if self.cfg.gain_ref > 0:
-            x = x * input_gain(x, self.cfg)[:, :, None, None, None]
+            if self.cfg.gain_count == "sensor":
+                if sensor_counts is None:
+                    raise ValueError("GestureSNN: a gain that counts sensor events needs sensor_counts (T, B)")
+                gains = input_gain(torch.as_tensor(sensor_counts, dtype=x.dtype), self.cfg)
+            else:
+                gains = input_gain(x, self.cfg)
+            x = x * gains[:, :, None, None, None]
         b = self.betas()
         s1 = self._lif(self.conv1(x.flatten(0, 1)).unflatten(0, (T, B)), b[0])
         s2 = self._lif(self.conv2(s1.flatten(0, 1)).unflatten(0, (T, B)), b[1])
@@ -195,13 +205,13 @@ class GestureSNN(nn.Module):
 
 
 def input_gain(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
-    """(T, B, ...) input counts → (T, B) gains ``clip(gain_ref / r[k-1], gain_min, gain_max)``: ``r[k] = λ·r[k-1] +
+    """(T, B, ...) input counts (or (T, B) totals) → (T, B) gains ``clip(gain_ref / r[k-1], gain_min, gain_max)``: ``r[k] = λ·r[k-1] +
     (1 - λ)·N[k]`` is the running count per bin of the bins before (N[k] the bin's input events, λ = exp(-bin /
     gain_tau), r starting at gain_ref): sparse input (a low-contrast hand) is amplified, a busy scene damped, so
     the layers see about the same drive. The engine's ``InputGain`` computes the same gains from event times."""
     lam = math.exp(-cfg.bin_us / cfg.gain_tau_us)
     with torch.no_grad():
-        total = x.flatten(2).sum(-1)
+        total = x.flatten(2).sum(-1) if x.dim() > 2 else x
         r = torch.full_like(total[0], cfg.gain_ref)
         gains = []
         for k in range(total.shape[0]):
@@ -216,7 +226,8 @@ def gain_of(cfg: ModelConfig):
         return None
     from runtime.engine.gain import InputGain
 
-    return InputGain(cfg.gain_ref / (cfg.bin_us * 1e-6), cfg.gain_tau_us, cfg.bin_us, cfg.gain_min, cfg.gain_max)
+    return InputGain(cfg.gain_ref / (cfg.bin_us * 1e-6), cfg.gain_tau_us, cfg.bin_us, cfg.gain_min, cfg.gain_max,
+                     count=cfg.gain_count)
 
 
 def delay_lines(x: torch.Tensor, delays_bins) -> torch.Tensor:
@@ -278,4 +289,5 @@ def _gain_fields(gain: dict | None, bin_us: int) -> dict:
         raise ValueError(f"gesture network file: input_gain window_us {gain['window_us']} must equal bin_us "
                          f"{bin_us} for the training framework")
     return {"gain_ref": float(gain["ref_rate_hz"]) * bin_us * 1e-6, "gain_tau_us": float(gain["tau_us"]),
-            "gain_min": float(gain["min_gain"]), "gain_max": float(gain["max_gain"])}
+            "gain_min": float(gain["min_gain"]), "gain_max": float(gain["max_gain"]),
+            "gain_count": str(gain.get("count", "input"))}

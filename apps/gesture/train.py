@@ -97,6 +97,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--input-gain-ref", type=float, default=400.0,
                    help="input events per bin that get gain 1 from the network's input gain (0: no gain); the gain "
                         "follows the running input count (--input-gain-tau-ms) within 0.5 … 8")
+    p.add_argument("--input-gain-count", default="input", choices=("input", "sensor"),
+                   help="what the input gain counts: the events reaching the network (after the gates, every delay "
+                        "line), or the binned sensor events before the gates (then what the gates drop is not made "
+                        "up for, and gated input costs fewer ops)")
     p.add_argument("--input-gain-tau-ms", type=float, default=500.0, help="time constant of the input gain's count")
     p.add_argument("--window-weight", type=float, default=1.0,
                    help="loss weight of the per-clip count cross-entropy (added to the per-bin one)")
@@ -119,7 +123,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # -- samples and batches -------------------------------------------------------------------------------------------
 
 class Batcher:
-    """Turns clips into dense (T, B, 2, H, W) bins with per-bin targets, augmenting when asked."""
+    """Turns clips into dense (T, B, C, H, W) bins with per-bin targets, augmenting when asked; ``batch`` also
+    gives the sensor events per bin before the gates, (T, B), for a gain that counts those."""
 
     def __init__(self, clips: ClipSet, bin_us: int, clip_us: int, gates=None, motion=None):
         self.clips = clips
@@ -135,12 +140,14 @@ class Batcher:
         onset, offset = int(self.clips.onset_us[i]), int(self.clips.offset_us[i])
         if rng is not None:
             t, addr, label, onset, offset = _augment(t, addr, label, onset, offset, rng)
+        k = t // self.bin_us  # the sensor events per bin before the gates (what a "sensor" input gain counts)
+        sensor = np.bincount(k[(k >= 0) & (k < self.n_bins)], minlength=self.n_bins).astype(np.float32)
         if gate and self.gates:
             keep = gate_mask(self.gates, t, addr)
             t, addr = t[keep], addr[keep]
         if self.motion is not None:
             t, addr = directions_of(self.motion, t, addr, INPUT_PX)
-        return t, addr, label, onset, offset
+        return t, addr, label, onset, offset, sensor
 
     def targets(self, label: int, onset: int, offset: int) -> np.ndarray:
         k = np.arange(self.n_bins)
@@ -155,15 +162,16 @@ class Batcher:
         return tgt
 
     def batch(self, idx: Sequence[int], rng: np.random.Generator | None, gate_prob: float):
-        xs, tg, labels = [], [], []
+        xs, tg, labels, sensor = [], [], [], []
         for i in idx:
             gate = rng.random() < gate_prob if rng is not None else gate_prob >= 0.5
-            t, addr, label, onset, offset = self.sample(int(i), rng, gate)
+            t, addr, label, onset, offset, counts = self.sample(int(i), rng, gate)
             xs.append(bin_events(t, addr, self.bin_us, self.n_bins, self.channels * INPUT_PX * INPUT_PX))
             tg.append(self.targets(label, onset, offset))
             labels.append(label)
+            sensor.append(counts)
         x = np.stack(xs, axis=1).reshape(self.n_bins, len(idx), self.channels, INPUT_PX, INPUT_PX)
-        return x, np.stack(tg, axis=1), np.array(labels)
+        return x, np.stack(tg, axis=1), np.array(labels), np.stack(sensor, axis=1)
 
 
 def dihedral(addr: np.ndarray, label: int, flip_x: bool, flip_y: bool, transpose: bool
@@ -276,8 +284,8 @@ def evaluate(model, batcher: Batcher, decision: DecisionConfig, gate_prob: float
     with torch.no_grad():
         for s in range(0, n, batch):
             idx = list(range(s, min(n, s + batch)))
-            x, _, labels = batcher.batch(idx, None, gate_prob)
-            out = model(torch.from_numpy(x)).numpy()
+            x, _, labels, sensor = batcher.batch(idx, None, gate_prob)
+            out = model(torch.from_numpy(x), sensor_counts=torch.from_numpy(sensor)).numpy()
             for j, i in enumerate(idx):
                 counts = out[:, j, :]
                 if counts_out is not None:
@@ -433,6 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c1, c2, c3 = args.channels
     mcfg = ModelConfig(bin_us=args.bin_us, c1=c1, c2=c2, c3=c3, c3_stride=args.conv3_stride, hidden=args.hidden,
                        pool=args.pool, in_channels=motion.n_dir if motion else 2, gain_ref=args.input_gain_ref,
+                       gain_count=args.input_gain_count,
                        gain_tau_us=args.input_gain_tau_ms * 1000.0,
                        delays_bins=tuple(d // args.bin_us for d in delays_us), surrogate=args.surrogate)
     model = GestureSNN(mcfg)
@@ -457,8 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         losses = []
         for s in range(steps_per_epoch):
             idx = order[s * args.batch:(s + 1) * args.batch]
-            x, tgt, labels = tb.batch(idx, rng, args.gate_prob)
-            out, rec = model(torch.from_numpy(x), record=True)
+            x, tgt, labels, sensor = tb.batch(idx, rng, args.gate_prob)
+            out, rec = model(torch.from_numpy(x), record=True, sensor_counts=torch.from_numpy(sensor))
             loss = _loss(out, tgt, labels, beta, none_bias, dcfg.tau_us, args.bin_us, args.window_weight)
             low, high = args.rate_band
             banded = rec if args.band_output else rec[:-1]

@@ -27,8 +27,11 @@ class InputGain:
     window_us: int = 50_000
     min_gain: float = 0.5
     max_gain: float = 8.0
+    count: str = "input"  # "input": the network's own input events; "sensor": a count-only port (see below)
 
     def __post_init__(self):
+        if self.count not in ("input", "sensor"):
+            raise ValueError(f"InputGain: field 'count' must be 'input' or 'sensor', got {self.count!r}")
         for name in ("ref_rate_hz", "tau_us", "window_us", "min_gain", "max_gain"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -49,4 +52,4 @@ class InputGain:
 
     def to_dict(self) -> dict:
         return {"ref_rate_hz": self.ref_rate_hz, "tau_us": self.tau_us, "window_us": int(self.window_us),
-                "min_gain": self.min_gain, "max_gain": self.max_gain}
+                "min_gain": self.min_gain, "max_gain": self.max_gain, "count": self.count}

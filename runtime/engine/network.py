@@ -52,6 +52,8 @@ class NetworkState:
     events_in: int = 0
     events_out: int = 0
     args: tuple | None = None  # the kernel's array arguments, cached
+    gain_win: int = 0  # a gain counting sensor events: its open window, and that window's count so far
+    gain_n: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,10 @@ class Network:
     since the conv rows are vectorised, the weights staying float64; float32 rounding accumulates to ~1e-4 of
     the threshold after hundreds of updates, so neurons that close to threshold may spike differently from the
     float64 reference).
-    ``input_gain``: an ``InputGain`` that weights the first layer's input events by the recent input rate."""
+    ``input_gain``: an ``InputGain`` that weights the first layer's input events by the recent input rate. With
+    ``count="sensor"`` it counts not the network's input but a count-only port: the stage then takes a (C + 1, H,
+    W) spike stream for a (C, H, W) input, and events of channel C (the sensor's events before any gate, see
+    ``graphs.gesture.GainCount``) are counted and do nothing else, so events a gate dropped stay dropped."""
 
     layers: tuple
     input_shape: tuple
@@ -117,6 +122,9 @@ class Network:
                 raise ValueError(f"network '{self.name}': input_gain needs a first layer with synapses of its own "
                                  f"(conv2d, linear without recurrence or a pooling layer with neurons), got "
                                  f"{first!r}")
+            if self.input_gain.count == "sensor" and len(self.input_shape) != 3:
+                raise ValueError(f"network '{self.name}': an input gain that counts sensor events needs a (C, H, W) "
+                                 f"input, got {self.input_shape}")
         try:
             shapes = layer_shapes(self.layers, self.input_shape)
         except ValueError as exc:
@@ -240,7 +248,7 @@ class Network:
                 cg_off += gate.weight.shape[0]
             if self.input_gain is not None and not rows:
                 ig = self.input_gain
-                d[sk.D_GAIN] = 1
+                d[sk.D_GAIN] = 2 if ig.count == "sensor" else 1
                 d[sk.D_GAIN_WIN] = int(ig.window_us)
                 f[[sk.F_GAIN_REF, sk.F_GAIN_KEEP, sk.F_GAIN_MIN, sk.F_GAIN_MAX]] = (
                     ig.ref_per_window, ig.keep, ig.min_gain, ig.max_gain)
@@ -275,6 +283,15 @@ class Network:
                     f"but the stream {spec.describe()} has {ch} channels; feed it a stream with {want:g} channels "
                     f"or use a network trained on {ch}")
             return "audio", (2, 1, ch)
+        if self._sensor_gain and self.input_gates:
+            raise ValueError(f"{where}: its input gain counts sensor events before the gates, so the gates must run "
+                             f"as stages before it, not as the network's own {len(self.input_gates)} input gates")
+        if spec.kind == "spike" and self._sensor_gain:
+            want = (shape[0] + 1,) + shape[1:]
+            if tuple(spec.shape) != want:
+                raise ValueError(f"{where}: its input gain counts sensor events on a count channel, so it takes a "
+                                 f"{want} spike stream (input {shape} plus that channel), got {spec.describe()}")
+            return "spike", (int(np.prod(shape)),)
         if spec.kind == "spike":
             if spec.shape != shape and not (len(shape) == 1 and int(np.prod(spec.shape)) == shape[0]):
                 raise ValueError(f"{where}: input shape is {shape}, the spike stream has shape {spec.shape}")
@@ -296,6 +313,10 @@ class Network:
         back = Network(self.layers[k:], self.shapes[k], f"{self.name}[{k}:]", self.decay, (), self.labels,
                        self.meta, state_dtype=self.state_dtype)
         return front, back
+
+    @property
+    def _sensor_gain(self) -> bool:
+        return self.input_gain is not None and self.input_gain.count == "sensor"
 
     def out_spec(self, spec: StreamSpec) -> StreamSpec:
         self._input_kind(spec)
@@ -427,11 +448,65 @@ class Network:
             t, a = self._encode(state, events)
             t, a, wm = self._gate_inputs(state, t, a, wm)
             out = self._run(state, t, a, wm)
+        elif self._sensor_gain:
+            out = self._run_counted(state, events, wm)
         elif n == 0 and state.q_t.shape[0] == 0:
             out = _EMPTY_SPIKES
         else:
             out = self._run_events(state, events, wm)
         return state, [self._emit(state, out, wm)]
+
+    def _run_counted(self, state: NetworkState, events: np.ndarray, wm: int) -> np.ndarray:
+        """A packet under a gain that counts the count channel's events: those update the gain's windows here, and
+        the other events run in one kernel call per gain window, each after the windows before it were closed
+        (the kernel reads the gain from the layer state and counts nothing itself)."""
+        n_in = state.in_grid[0]
+        counted = events["addr"] >= n_in
+        if counted.any():
+            t_cnt = events["t"][counted]
+            events = events[~counted]
+        else:
+            t_cnt = events["t"][:0]
+        win_us = int(self.input_gain.window_us)
+        parts = []
+        i = 0
+        if events.shape[0]:
+            win = events["t"] // win_us
+            cuts = np.flatnonzero(np.diff(win)) + 1
+            for s, e in zip(np.concatenate(([0], cuts)).tolist(), np.concatenate((cuts, [win.shape[0]])).tolist()):
+                w = int(win[s])
+                i = self._gain_advance(state, t_cnt, i, w)
+                parts.append(self._run_events(state, events[s:e], wm if e == win.shape[0] else (w + 1) * win_us))
+        elif state.q_t.shape[0]:
+            parts.append(self._run_events(state, events, wm))
+        if i < t_cnt.shape[0]:  # later input lies in these windows or after them
+            self._gain_advance(state, t_cnt, i, int(t_cnt[-1]) // win_us)
+            state.gain_n += t_cnt.shape[0] - int(np.searchsorted(t_cnt, (int(t_cnt[-1]) // win_us) * win_us))
+        if not parts:
+            return _EMPTY_SPIKES
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _gain_advance(self, state: NetworkState, t_cnt: np.ndarray, i: int, w: int) -> int:
+        """Count the count channel's events ``t_cnt[i:]`` of windows before ``w``, close those windows (the same
+        running count as the kernel's ``r ← λ·r + (1 - λ)·N``) and open window ``w``; returns the next index."""
+        if w <= state.gain_win:
+            return i
+        win_us = int(self.input_gain.window_us)
+        keep = self.input_gain.keep
+        r = float(state.lstate[0, sk.S_GAIN_R])
+        while state.gain_win < w:
+            end = (state.gain_win + 1) * win_us
+            j = i + int(np.searchsorted(t_cnt[i:], end))
+            state.gain_n += j - i
+            i = j
+            r = keep * r + (1.0 - keep) * state.gain_n
+            state.gain_n = 0.0
+            state.gain_win += 1
+            if i == t_cnt.shape[0] and state.gain_win < w:  # only empty windows left: decay them at once
+                r *= keep ** (w - state.gain_win)
+                state.gain_win = w
+        state.lstate[0, sk.S_GAIN_R] = r
+        return i
 
     def finish(self, state: NetworkState) -> list[Packet]:
         if not any(g.kind == "temporal" and gs.pending_t.shape[0] for g, gs in zip(self.input_gates, state.gates)):

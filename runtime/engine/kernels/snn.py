@@ -35,7 +35,8 @@ D_W_OFF, D_U_OFF, D_N, D_REC, D_REC_OFF, D_REC_DELAY, D_DELAY = 13, 14, 15, 16, 
 D_RESET, D_REFR, D_DECAY, D_CG, D_CG_OFF, D_LUT_OFF, D_LUT_LEN = 20, 21, 22, 23, 24, 25, 26
 D_ROW_OFF, D_ROW_TAPS = 27, 28  # conv: the same weights in row order (see conv_row_weights)
 D_DIV_HW, D_DIV_W = 29, 30  # conv: multipliers for a // (in_h·in_w) and pos // in_w (see div_magic; 0: divide)
-D_GAIN, D_GAIN_WIN = 31, 32  # 1: input events weighted by the input gain (runtime.engine.gain); its window, µs
+D_GAIN, D_GAIN_WIN = 31, 32  # 1: input events weighted by the input gain (runtime.engine.gain), 2: the same with
+# the running count kept by the caller (in lstate); its window, µs
 D_COLS = 33
 # float parameter columns
 F_THETA, F_TAU, F_CG_TAU = 0, 1, 2
@@ -510,7 +511,8 @@ def _layer(
     n_neur = desc[l, D_N]
     cg = desc[l, D_CG]
     fast_conv = typ == T_CONV and refr == 0 and (mode == DECAY_NONE or mode == DECAY_FRAME)
-    gain_on = desc[l, D_GAIN] == 1
+    gain_on = desc[l, D_GAIN] >= 1
+    gain_counts = desc[l, D_GAIN] == 1  # 2: the caller keeps the running count (a gain counting sensor events)
     cand = scratch[0]
     spk_n = scratch[1]
     spk_k = scratch[2]
@@ -565,17 +567,18 @@ def _layer(
                 g = math.exp(x)
             thr = theta * g
             if gain_on and ja > i:  # close the windows before t, then weight this group by the closed ones
-                win = t // desc[l, D_GAIN_WIN]
-                open_win = lstate[l, S_GAIN_WIN]
-                if win > open_win:
-                    keep = fpar[l, F_GAIN_KEEP]
-                    r = keep * lstate[l, S_GAIN_R] + (1.0 - keep) * lstate[l, S_GAIN_N]
-                    if win > open_win + 1:  # empty windows in between
-                        r *= keep ** (win - open_win - 1)
-                    lstate[l, S_GAIN_R] = r
-                    lstate[l, S_GAIN_N] = 0.0
-                    lstate[l, S_GAIN_WIN] = win
-                lstate[l, S_GAIN_N] += ja - i
+                if gain_counts:
+                    win = t // desc[l, D_GAIN_WIN]
+                    open_win = lstate[l, S_GAIN_WIN]
+                    if win > open_win:
+                        keep = fpar[l, F_GAIN_KEEP]
+                        r = keep * lstate[l, S_GAIN_R] + (1.0 - keep) * lstate[l, S_GAIN_N]
+                        if win > open_win + 1:  # empty windows in between
+                            r *= keep ** (win - open_win - 1)
+                        lstate[l, S_GAIN_R] = r
+                        lstate[l, S_GAIN_N] = 0.0
+                        lstate[l, S_GAIN_WIN] = win
+                    lstate[l, S_GAIN_N] += ja - i
                 gain = fpar[l, F_GAIN_REF] / max(lstate[l, S_GAIN_R], 1e-300)
                 g = g * min(max(gain, fpar[l, F_GAIN_MIN]), fpar[l, F_GAIN_MAX])
             n_spk = 0
