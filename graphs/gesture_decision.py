@@ -9,13 +9,11 @@ At every distinct spike timestamp (all simultaneous spikes integrated first):
 
 1. traces decay to ``t``; a label whose confidence has fallen below ``p_off`` is released;
 2. the spikes are added; a label's *onset* is the first spike after its trace was below ``onset_level``;
-3. every gesture label (never ``none``) that is not already active, was not already emitted since its onset, and
-   whose confidence reaches ``p_on`` is emitted as a decision ``{t_us, label, score = p, onset_us}`` and becomes
-   active.
+3. every gesture label (never ``none``) that is not already active and whose confidence reaches ``p_on`` is
+   emitted as a decision ``{t_us, label, score = p, onset_us}`` and becomes active.
 
 Hysteresis (``p_off < p_on``) means a label is emitted once per stretch of evidence, not at every spike that keeps
-it above threshold; and a released label fires again only after a fresh onset, so a gesture whose confidence dips
-while another one's evidence rises (the rightward half of a circle after a swipe right) is not announced twice. The answer for a clip is the decision with the highest score, or ``none`` without any
+it above threshold. The answer for a clip is the decision with the highest score, or ``none`` without any
 (:func:`clip_answer`). Confidences change only at spike times: the sink does no work while the network is silent.
 """
 
@@ -80,7 +78,6 @@ class DecisionCore:
         n = len(self.labels)
         self.trace = np.zeros(n)
         self.active = np.zeros(n, bool)
-        self.spent = np.zeros(n, bool)  # emitted since its onset: fires again only after a new onset
         self.onset_us = np.zeros(n, np.int64)
         self._prior = np.zeros(n)
         if self.none_index >= 0:
@@ -98,22 +95,21 @@ class DecisionCore:
             dt = t_us - self.t_last_us
             if dt > 0:
                 self.trace *= math.exp(-dt / cfg.tau_us)
-                self.active &= self.confidences() >= cfg.p_off
+                released = self.active & (self.confidences() < cfg.p_off)
+                self.active &= ~released
         self.t_last_us = t_us
         self.updates += 1
         starting = (self.trace < cfg.onset_level) & (counts > 0)
         self.onset_us[starting] = t_us
-        self.spent &= ~starting
         self.trace += counts
         p = self.confidences()
         self.active &= p >= cfg.p_off
-        fire = ~(self.active | self.spent) & (p >= cfg.p_on)
+        fire = (~self.active) & (p >= cfg.p_on)
         if self.none_index >= 0:
             fire[self.none_index] = False
         out = []
         for c in np.flatnonzero(fire):
             self.active[c] = True
-            self.spent[c] = True
             out.append((int(t_us), int(c), float(p[c]), int(self.onset_us[c])))
         return out
 
