@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-grad", type=float, default=1.0, help="gradient norm clipping")
     p.add_argument("--onset-weight", type=float, default=5.0, help="loss weight of speech just after an onset")
     p.add_argument("--noise-tau-ms", type=float, default=500.0, help="front end noise-floor time constant (0: off)")
-    p.add_argument("--noise-margin-db", type=float, default=6.0, help="front end margin above the noise floor")
+    p.add_argument("--noise-margin-db", type=float, default=3.0, help="front end margin above the noise floor")
     p.add_argument("--noise-smooth-ms", type=float, default=0.0, help="front end: the noise floor follows the "
                    "envelope smoothed with this time constant (0: the envelope itself)")
     p.add_argument("--noise-rise-db-per-s", type=float, default=0.0, help="front end: cap on the noise floor's rise")
