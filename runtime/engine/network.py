@@ -479,9 +479,9 @@ class Network:
                 parts.append(self._run_events(state, events[s:e], wm if e == win.shape[0] else (w + 1) * win_us))
         elif state.q_t.shape[0]:
             parts.append(self._run_events(state, events, wm))
-        if i < t_cnt.shape[0]:  # later input lies in these windows or after them
-            self._gain_advance(state, t_cnt, i, int(t_cnt[-1]) // win_us)
-            state.gain_n += t_cnt.shape[0] - int(np.searchsorted(t_cnt, (int(t_cnt[-1]) // win_us) * win_us))
+        if i < t_cnt.shape[0]:  # later input lies in these windows or after them; what is left is in the last one
+            i = self._gain_advance(state, t_cnt, i, int(t_cnt[-1]) // win_us)
+            state.gain_n += t_cnt.shape[0] - i
         if not parts:
             return _EMPTY_SPIKES
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
