@@ -40,6 +40,10 @@ def run(args) -> int:
 def render(report: dict, quiet: bool) -> str:
     if not quiet:
         return format_table(report)
-    lines = [f"{d['t_us'] / 1e6:.3f} s  {d['label']}  score {d['score']:.2f}" for d in report["decisions"]]
+    lines, seen = [], set()
+    for d in report["decisions"]:
+        key = (d["label"], d["onset_us"])  # the same gesture again, more certain (DecisionConfig.rise)
+        lines.append(f"{d['t_us'] / 1e6:.3f} s  {d['label']}  score {d['score']:.2f}" + ("  (rise)" if key in seen else ""))
+        seen.add(key)
     lines += [f"{s['start_us'] / 1e6:.3f}–{s['end_us'] / 1e6:.3f} s  {s['label']}" for s in report["segments"]]
     return "\n".join(lines)

@@ -10,11 +10,17 @@ At every distinct spike timestamp (all simultaneous spikes integrated first):
 1. traces decay to ``t``; a label whose confidence has fallen below ``p_off`` is released;
 2. the spikes are added; a label's *onset* is the first spike after its trace was below ``onset_level``;
 3. every gesture label (never ``none``) that is not already active and whose confidence reaches ``p_on`` is
-   emitted as a decision ``{t_us, label, score = p, onset_us}`` and becomes active.
+   emitted as a decision ``{t_us, label, score = p, onset_us}`` and becomes active;
+4. with ``rise`` > 0, an active label whose confidence has grown by ``rise`` since its last decision is emitted
+   again, with the same onset: the same gesture, now more certain.
 
-Hysteresis (``p_off < p_on``) means a label is emitted once per stretch of evidence, not at every spike that keeps
-it above threshold. The answer for a clip is the decision with the highest score, or ``none`` without any
-(:func:`clip_answer`). Confidences change only at spike times: the sink does no work while the network is silent.
+Hysteresis (``p_off < p_on``) means a label is emitted once per stretch of evidence (plus its rises), not at every
+spike that keeps it above threshold, and never flips back and forth. The answer for a clip is the decision with the
+highest score, or ``none`` without any (:func:`clip_answer`). Why rises: a circle's first quarter looks like a
+swipe, so the swipe crosses ``p_on`` first; without rises the circle, crossing later, could only win by a larger
+score at its own crossing, whereas with them its growing confidence is reported as it grows (network of
+2026-12-06, settings chosen on 900 val clips with and without rises: 76.6 → 80.6 % on the 900 test clips, in the
+training framework). Confidences change only at spike times: the sink does no work while the network is silent.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class DecisionConfig:
     p_on: float = 0.7
     p_off: float = 0.45
     onset_level: float = 0.05  # trace level (spikes) below which a label has no evidence
+    rise: float = 0.0  # an active label is emitted again when its confidence grew this much (0: never)
 
     def __post_init__(self):
         if not (self.tau_us > 0 and math.isfinite(self.tau_us)):
@@ -56,9 +63,12 @@ class DecisionConfig:
             )
         if not self.onset_level >= 0:
             raise ValueError(f"DecisionConfig.onset_level: expected ≥ 0, got {self.onset_level}")
+        if not 0 <= self.rise < 1:
+            raise ValueError(f"DecisionConfig.rise: expected a confidence step in [0, 1), got {self.rise}")
 
     def to_dict(self) -> dict[str, float]:
-        return {k: float(getattr(self, k)) for k in ("tau_us", "beta", "none_bias", "p_on", "p_off", "onset_level")}
+        return {k: float(getattr(self, k))
+                for k in ("tau_us", "beta", "none_bias", "p_on", "p_off", "onset_level", "rise")}
 
 
 @dataclass
@@ -71,6 +81,7 @@ class DecisionCore:
     trace: np.ndarray = field(init=False)
     active: np.ndarray = field(init=False)
     onset_us: np.ndarray = field(init=False)
+    last_score: np.ndarray = field(init=False)  # confidence at each label's last decision
     t_last_us: int | None = None
     updates: int = 0
 
@@ -79,6 +90,7 @@ class DecisionCore:
         self.trace = np.zeros(n)
         self.active = np.zeros(n, bool)
         self.onset_us = np.zeros(n, np.int64)
+        self.last_score = np.zeros(n)
         self._prior = np.zeros(n)
         if self.none_index >= 0:
             self._prior[self.none_index] = self.config.none_bias
@@ -105,11 +117,14 @@ class DecisionCore:
         p = self.confidences()
         self.active &= p >= cfg.p_off
         fire = (~self.active) & (p >= cfg.p_on)
+        if cfg.rise > 0:
+            fire |= self.active & (p >= self.last_score + cfg.rise)
         if self.none_index >= 0:
             fire[self.none_index] = False
         out = []
         for c in np.flatnonzero(fire):
             self.active[c] = True
+            self.last_score[c] = p[c]
             out.append((int(t_us), int(c), float(p[c]), int(self.onset_us[c])))
         return out
 

@@ -229,8 +229,12 @@ def format_table(report: dict) -> str:
     if report["decisions"]:
         lines.append("")
         lines.append(f"{'decision t (s)':>15}  {'label':<14}{'score':>7}  onset (s)")
+        seen = set()
         for d in report["decisions"]:
-            lines.append(f"{d['t_us'] / 1e6:>15.3f}  {d['label']:<14}{d['score']:>7.2f}  {d['onset_us'] / 1e6:.3f}")
+            key = (d["label"], d["onset_us"])  # seen before: the same gesture, reported again as its score rose
+            lines.append(f"{d['t_us'] / 1e6:>15.3f}  {d['label']:<14}{d['score']:>7.2f}  {d['onset_us'] / 1e6:.3f}"
+                         + ("  (rise)" if key in seen else ""))
+            seen.add(key)
     if report["segments"]:
         lines.append("")
         lines.append(f"{'start (s)':>10}{'end (s)':>10}{'decided (s)':>13}  label")

@@ -41,3 +41,16 @@ def test_replay_garbage_is_a_one_line_error(tmp_path, capsys):
 def test_replay_missing_file(capsys):
     assert main(["replay", "/nonexistent/file.aedat4"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_quiet_output_marks_a_decision_that_repeats_a_gesture_more_certainly():
+    from apps.cmd_replay import render
+
+    report = {"decisions": [
+        {"t_us": 400_000, "label": "circle_cw", "score": 0.42, "onset_us": 100_000},
+        {"t_us": 600_000, "label": "circle_cw", "score": 0.55, "onset_us": 100_000},
+        {"t_us": 2_600_000, "label": "circle_cw", "score": 0.45, "onset_us": 2_300_000},
+    ], "segments": []}
+    lines = render(report, quiet=True).splitlines()
+    assert [line.endswith("(rise)") for line in lines] == [False, True, False]
+    assert lines[1].startswith("0.600 s  circle_cw  score 0.55")

@@ -90,7 +90,8 @@ def test_tiny_training_run_writes_a_loadable_network_file(tmp_path):
     out = tmp_path / "net"
     png = tmp_path / "conf.png"
     rc = main(["--out", str(out), "--confusion", str(png), "--data-dir", str(tmp_path / "data"),
-               "--train-clips", "9", "--val-clips", "9", "--test-clips", "9", "--epochs", "1", "--batch", "9",
+               "--train-clips", "9", "--val-clips", "9", "--calib-clips", "9", "--test-clips", "9", "--epochs", "1",
+               "--batch", "9",
                "--workers", "1", "--clip-us", "1000000", "--channels", "4", "8", "12", "--input-gain-ref", "300",
                "--quiet"])
     assert rc == 0 and png.is_file()
@@ -113,7 +114,7 @@ def test_tiny_training_run_writes_a_loadable_network_file(tmp_path):
     # --recalibrate: same weights, the decision chosen again from the learned settings, the file still loads
     npz = out.with_suffix(".npz").read_bytes()
     png.unlink()
-    rc = main(["--out", str(out), "--confusion", str(png), "--data-dir", str(tmp_path / "data"), "--val-clips", "9",
+    rc = main(["--out", str(out), "--confusion", str(png), "--data-dir", str(tmp_path / "data"), "--calib-clips", "9",
                "--test-clips", "9", "--workers", "1", "--clip-us", "1000000", "--recalibrate", "--quiet"])
     assert rc == 0 and png.is_file() and out.with_suffix(".npz").read_bytes() == npz
     again = json.loads(out.with_suffix(".json").read_text())["meta"]
@@ -169,3 +170,50 @@ def test_decision_calibration_finds_evidence_settings_that_answer_more_clips_rig
     assert acc_plain < 0.8  # the zoom clips are lost
     assert acc_tuned > acc_plain + 0.2
     assert tuned.beta / tuned.none_bias > base.beta / base.none_bias  # less evidence needed against `none`
+
+
+def test_clip_answers_equal_the_sink_rule_clip_by_clip():
+    """The calibrator's vectorised rule against its slow twin: ``decide_counts`` (the sink's own DecisionCore) and
+    ``clip_answer``, on random sparse output counts, with and without re-emission."""
+    from apps.gesture.train import clip_answers
+    from graphs.gesture_decision import DecisionConfig, clip_answer, decide_counts
+
+    rng = np.random.default_rng(7)
+    counts = (rng.random((300, 40, len(LABELS))) < 0.06) * rng.integers(1, 4, (300, 40, len(LABELS)))
+    counts[:50] = 0  # silent clips
+    for cfg in (DecisionConfig(), DecisionConfig(tau_us=400_000, beta=0.5, none_bias=1.0, p_on=0.4, p_off=0.15,
+                                                 rise=0.05),
+                DecisionConfig(tau_us=100_000, beta=1.3, none_bias=3.0, p_on=0.6, p_off=0.35, rise=0.1)):
+        fast = clip_answers(counts.astype(np.float64), 50_000, cfg)
+        slow = [LABELS.index(clip_answer(decide_counts(c, 50_000, LABELS, cfg))) for c in counts]
+        assert fast.tolist() == slow
+        assert len(set(slow)) > 3  # the clips do not all end the same way
+
+
+def test_calibration_chooses_a_rise_where_a_gesture_grows_past_an_early_burst():
+    """A circle's first quarter looks like a swipe: here a burst on swipe_up's neuron comes first, then circle_cw's
+    neuron fires steadily. Without re-emission the burst's decision outscores the circle's (crossing the threshold
+    gradually, it is emitted just above it); with a rise the circle's growing confidence is reported and wins."""
+    from apps.gesture.train import calibrate_decision, clip_answers
+    from graphs.gesture_decision import DecisionConfig
+
+    up, cw = LABELS.index("swipe_up"), LABELS.index("circle_cw")
+    counts, labels = [], []
+    for i in range(40):
+        c = np.zeros((40, len(LABELS)))
+        if i % 2:
+            c[4 + i % 5, up] = 4  # a burst ...
+            c[8 + i % 5:34, cw] = 1  # ... then the circle
+            labels.append(cw)
+        else:
+            c[4 + i % 5, up] = 4
+            labels.append(up)
+        counts.append(c)
+    base = DecisionConfig(beta=1.0, none_bias=1.0)
+    stacked = np.stack(counts)
+    tuned, acc = calibrate_decision(counts, np.array(labels), 50_000, base)
+    assert acc == 1.0 and tuned.rise > 0
+    for rise in (0.0,):
+        cfg = DecisionConfig(tau_us=tuned.tau_us, beta=tuned.beta, none_bias=tuned.none_bias, p_on=tuned.p_on,
+                             p_off=tuned.p_off, rise=rise)
+        assert (clip_answers(stacked, 50_000, cfg) == np.array(labels)).mean() < 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -37,6 +38,7 @@ def _reference(events, cfg: DecisionConfig):
     prior = np.zeros(len(LABELS))
     prior[NONE] = cfg.none_bias
     active = np.zeros(len(LABELS), bool)
+    last = np.zeros(len(LABELS))  # score of each label's last decision (for rises)
     out = []
     times = sorted(set(t.tolist()))
     onset = np.zeros(len(LABELS), np.int64)
@@ -61,8 +63,11 @@ def _reference(events, cfg: DecisionConfig):
         p = conf(before + counts)
         active &= p >= cfg.p_off
         for c in range(len(LABELS)):
-            if c != NONE and not active[c] and p[c] >= cfg.p_on:
+            new = not active[c] and p[c] >= cfg.p_on
+            rose = active[c] and cfg.rise > 0 and p[c] >= last[c] + cfg.rise
+            if c != NONE and (new or rose):
                 active[c] = True
+                last[c] = p[c]
                 out.append((now, LABELS[c], p[c], int(onset[c])))
         prev = now
     return out
@@ -137,6 +142,8 @@ def test_binned_view_uses_the_same_rule():
 
 
 def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="DecisionConfig.rise"):
+        DecisionConfig(rise=1.0)
     with pytest.raises(ValueError, match="0 < p_off < p_on"):
         DecisionConfig(p_on=0.5, p_off=0.6)
     with pytest.raises(ValueError, match="9 neurons"):
@@ -145,3 +152,26 @@ def test_errors_name_the_problem():
     state = sink.init(SPEC)
     with pytest.raises(ValueError, match="address 12"):
         sink.step(state, cut_at(_spikes([(5, 12)]), [])[0])
+
+
+def test_a_rise_re_emits_the_active_label_as_its_confidence_grows():
+    cfg = DecisionConfig(tau_us=400_000, beta=0.5, none_bias=1.0, p_on=0.4, p_off=0.15, rise=0.1)
+    ev = _spikes([(100_000 + 20_000 * i, 4) for i in range(30)])  # circle_cw, steadily
+    _, dec, _ = _run(ev, cfg)
+    assert len(dec) >= 3 and {d["label"] for d in dec} == {"circle_cw"}
+    assert {d["onset_us"] for d in dec} == {100_000}  # one gesture, growing more certain
+    scores = [d["score"] for d in dec]
+    assert all(b >= a + 0.1 for a, b in zip(scores, scores[1:]))
+    _, plain, _ = _run(ev, replace(cfg, rise=0.0))
+    assert len(plain) == 1 and plain[0]["t_us"] == dec[0]["t_us"]
+
+
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, len(LABELS) - 1)), min_size=1, max_size=60),
+       st.floats(0.5, 3.0), st.floats(0.0, 3.0), st.sampled_from([0.02, 0.05, 0.1]))
+def test_sink_with_rise_matches_its_slow_reference(pairs, beta, bias, rise):
+    cfg = DecisionConfig(tau_us=50_000, beta=beta, none_bias=bias, p_on=0.5, p_off=0.3, rise=rise)
+    ev = _spikes([(t * 1_000, a) for t, a in pairs])
+    _, dec, _ = _run(ev, cfg)
+    ref = _reference(ev, cfg)
+    assert [(d["t_us"], d["label"], d["onset_us"]) for d in dec] == [(r[0], r[1], r[3]) for r in ref]
+    assert np.allclose([d["score"] for d in dec], [r[2] for r in ref], atol=1e-5)
