@@ -67,13 +67,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=str(WEIGHTS_PATH), help="network file to write (NAME.json + NAME.npz)")
     p.add_argument("--confusion", default="out/gesture_confusion.png", help="confusion-matrix PNG (test split)")
     p.add_argument("--data-dir", default=None, help=f"clip cache (default {default_cache_dir()})")
-    p.add_argument("--train-clips", type=int, default=2700)
+    p.add_argument("--train-clips", type=int, default=5400)
     p.add_argument("--val-clips", type=int, default=270)
     p.add_argument("--test-clips", type=int, default=900)
     p.add_argument("--calib-clips", type=int, default=900,
                    help="val clips the decision settings are chosen on (the first --val-clips of them pick the epoch)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--max-minutes", type=float, default=22.0, help="stop training after this much wall time")
+    p.add_argument("--epochs", type=int, default=16)
+    p.add_argument("--max-minutes", type=float, default=24.0, help="stop training after this much wall time")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--bin-us", type=int, default=50_000)
@@ -97,7 +97,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--motion-window-ms", type=float, default=150.0, help="how far back the motion stage looks")
     p.add_argument("--channels", type=int, nargs=3, default=(8, 16, 32), metavar=("C1", "C2", "C3"),
                    help="output channels of the three conv layers")
-    p.add_argument("--hidden", type=int, default=128, help="neurons in the recurrent layer")
+    p.add_argument("--hidden", type=int, default=256, help="neurons in the recurrent layer")
     p.add_argument("--input-gain-ref", type=float, default=400.0,
                    help="input events per bin that get gain 1 from the network's input gain (0: no gain); the gain "
                         "follows the running input count (--input-gain-tau-ms) within 0.5 … 8")
