@@ -10,7 +10,7 @@ from __future__ import annotations
 from apps.apps_registry import APPS, build_app_graph
 from apps.inputs import add_replay_arguments, parse_speed, replay_source
 from runtime.executor import RunInterrupted, run as run_graph
-from runtime.report import format_table
+from runtime.report import format_table, is_rise
 
 EXAMPLE = "clockless replay ../shared/data/vision/dvs128_walking.aedat --app gesture --speed 1 --json report.json"
 
@@ -40,10 +40,8 @@ def run(args) -> int:
 def render(report: dict, quiet: bool) -> str:
     if not quiet:
         return format_table(report)
-    lines, seen = [], set()
+    lines, last = [], {}
     for d in report["decisions"]:
-        key = (d["label"], d["onset_us"])  # the same gesture again, more certain (DecisionConfig.rise)
-        lines.append(f"{d['t_us'] / 1e6:.3f} s  {d['label']}  score {d['score']:.2f}" + ("  (rise)" if key in seen else ""))
-        seen.add(key)
+        lines.append(f"{d['t_us'] / 1e6:.3f} s  {d['label']}  score {d['score']:.2f}" + ("  (rise)" if is_rise(d, last) else ""))
     lines += [f"{s['start_us'] / 1e6:.3f}–{s['end_us'] / 1e6:.3f} s  {s['label']}" for s in report["segments"]]
     return "\n".join(lines)

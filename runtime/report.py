@@ -29,7 +29,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "provenance", "build_report", "format_table", "write_json", "PJ_PER_ACCUMULATE", "PJ_PER_MAC"]
+__all__ = ["SCHEMA_VERSION", "provenance", "build_report", "format_table", "is_rise", "write_json", "PJ_PER_ACCUMULATE",
+           "PJ_PER_MAC"]
 
 SCHEMA_VERSION = 1
 PJ_PER_ACCUMULATE = 0.9
@@ -202,6 +203,14 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def is_rise(decision: dict, last: dict) -> bool:
+    """Whether a decision repeats its label's previous one more certainly (the same onset, a higher score: the
+    gesture sink's rises) rather than starting a new gesture; ``last`` keeps each label's previous decision."""
+    prev = last.get(decision["label"])
+    last[decision["label"]] = decision
+    return prev is not None and prev["onset_us"] == decision["onset_us"] and decision["score"] > prev["score"]
+
+
 def format_table(report: dict) -> str:
     """The report as readable text (the same figures as the JSON)."""
     inp, ops, lat = report["input"], report["ops"], report["latency_us"]
@@ -229,12 +238,10 @@ def format_table(report: dict) -> str:
     if report["decisions"]:
         lines.append("")
         lines.append(f"{'decision t (s)':>15}  {'label':<14}{'score':>7}  onset (s)")
-        seen = set()
+        last: dict = {}
         for d in report["decisions"]:
-            key = (d["label"], d["onset_us"])  # seen before: the same gesture, reported again as its score rose
             lines.append(f"{d['t_us'] / 1e6:>15.3f}  {d['label']:<14}{d['score']:>7.2f}  {d['onset_us'] / 1e6:.3f}"
-                         + ("  (rise)" if key in seen else ""))
-            seen.add(key)
+                         + ("  (rise)" if is_rise(d, last) else ""))
     if report["segments"]:
         lines.append("")
         lines.append(f"{'start (s)':>10}{'end (s)':>10}{'decided (s)':>13}  label")

@@ -49,8 +49,9 @@ def test_quiet_output_marks_a_decision_that_repeats_a_gesture_more_certainly():
     report = {"decisions": [
         {"t_us": 400_000, "label": "circle_cw", "score": 0.42, "onset_us": 100_000},
         {"t_us": 600_000, "label": "circle_cw", "score": 0.55, "onset_us": 100_000},
+        {"t_us": 1_900_000, "label": "circle_cw", "score": 0.41, "onset_us": 100_000},  # released, decided anew
         {"t_us": 2_600_000, "label": "circle_cw", "score": 0.45, "onset_us": 2_300_000},
     ], "segments": []}
     lines = render(report, quiet=True).splitlines()
-    assert [line.endswith("(rise)") for line in lines] == [False, True, False]
+    assert [line.endswith("(rise)") for line in lines] == [False, True, False, False]
     assert lines[1].startswith("0.600 s  circle_cw  score 0.55")
