@@ -8,7 +8,8 @@ prior ``none_bias``; the training code learns ``beta`` and ``none_bias`` with th
 At every distinct spike timestamp (all simultaneous spikes integrated first):
 
 1. traces decay to ``t``; a label whose confidence has fallen below ``p_off`` is released;
-2. the spikes are added; a label's *onset* is the first spike after its trace was below ``onset_level``;
+2. the spikes are added; a label's *onset* is its first spike after its trace was below ``onset_level`` or after
+   it was released (with a long trace, a gesture repeated a second later still gets its own onset);
 3. every gesture label (never ``none``) that is not already active and whose confidence reaches ``p_on`` is
    emitted as a decision ``{t_us, label, score = p, onset_us}`` and becomes active;
 4. with ``rise`` > 0, an active label whose confidence has grown by ``rise`` since its last decision is emitted
@@ -82,6 +83,7 @@ class DecisionCore:
     active: np.ndarray = field(init=False)
     onset_us: np.ndarray = field(init=False)
     last_score: np.ndarray = field(init=False)  # confidence at each label's last decision
+    fresh: np.ndarray = field(init=False)  # released since its onset: its next spike starts a new one
     t_last_us: int | None = None
     updates: int = 0
 
@@ -91,6 +93,7 @@ class DecisionCore:
         self.active = np.zeros(n, bool)
         self.onset_us = np.zeros(n, np.int64)
         self.last_score = np.zeros(n)
+        self.fresh = np.zeros(n, bool)
         self._prior = np.zeros(n)
         if self.none_index >= 0:
             self._prior[self.none_index] = self.config.none_bias
@@ -109,13 +112,17 @@ class DecisionCore:
                 self.trace *= math.exp(-dt / cfg.tau_us)
                 released = self.active & (self.confidences() < cfg.p_off)
                 self.active &= ~released
+                self.fresh |= released
         self.t_last_us = t_us
         self.updates += 1
-        starting = (self.trace < cfg.onset_level) & (counts > 0)
+        starting = ((self.trace < cfg.onset_level) | self.fresh) & (counts > 0)
         self.onset_us[starting] = t_us
+        self.fresh &= ~starting
         self.trace += counts
         p = self.confidences()
-        self.active &= p >= cfg.p_off
+        released = self.active & (p < cfg.p_off)
+        self.active &= ~released
+        self.fresh |= released
         fire = (~self.active) & (p >= cfg.p_on)
         if cfg.rise > 0:
             fire |= self.active & (p >= self.last_score + cfg.rise)

@@ -39,6 +39,7 @@ def _reference(events, cfg: DecisionConfig):
     prior[NONE] = cfg.none_bias
     active = np.zeros(len(LABELS), bool)
     last = np.zeros(len(LABELS))  # score of each label's last decision (for rises)
+    fresh = np.zeros(len(LABELS), bool)  # released since its onset
     out = []
     times = sorted(set(t.tolist()))
     onset = np.zeros(len(LABELS), np.int64)
@@ -57,11 +58,17 @@ def _reference(events, cfg: DecisionConfig):
 
         before = trace(now, False)
         if prev is not None:
-            active &= conf(before) >= cfg.p_off
+            released = active & (conf(before) < cfg.p_off)
+            active &= ~released
+            fresh |= released
         counts = np.bincount(events["addr"][t == now], minlength=len(LABELS))
-        onset[(before < cfg.onset_level) & (counts > 0)] = now
+        starting = ((before < cfg.onset_level) | fresh) & (counts > 0)
+        onset[starting] = now
+        fresh &= ~starting
         p = conf(before + counts)
-        active &= p >= cfg.p_off
+        released = active & (p < cfg.p_off)
+        active &= ~released
+        fresh |= released
         for c in range(len(LABELS)):
             new = not active[c] and p[c] >= cfg.p_on
             rose = active[c] and cfg.rise > 0 and p[c] >= last[c] + cfg.rise
@@ -175,3 +182,15 @@ def test_sink_with_rise_matches_its_slow_reference(pairs, beta, bias, rise):
     ref = _reference(ev, cfg)
     assert [(d["t_us"], d["label"], d["onset_us"]) for d in dec] == [(r[0], r[1], r[3]) for r in ref]
     assert np.allclose([d["score"] for d in dec], [r[2] for r in ref], atol=1e-5)
+
+
+def test_a_gesture_repeated_after_a_release_gets_its_own_onset_even_with_a_long_trace():
+    cfg = DecisionConfig(tau_us=800_000, beta=0.5, none_bias=1.0, p_on=0.5, p_off=0.3)
+    first = [(100_000 + 10_000 * i, 1) for i in range(12)]
+    second = [(2_000_000 + 10_000 * i, 1) for i in range(12)]  # the first trace is still above onset_level
+    ev = _spikes(first + second)
+    _, dec, _ = _run(ev, cfg)
+    assert [d["label"] for d in dec] == ["swipe_right", "swipe_right"]
+    assert [d["onset_us"] for d in dec] == [100_000, 2_000_000]
+    e = sum(math.exp(-(2_000_000 - t) / cfg.tau_us) for t, _ in first)
+    assert e > cfg.onset_level  # without the release rule the second onset would still be 100 ms
