@@ -338,7 +338,7 @@ def clip_answers(counts: np.ndarray, bin_us: int, cfg: DecisionConfig) -> np.nda
     n_clips, n_bins, n_labels = counts.shape
     prior = np.zeros(n_labels)
     prior[NONE] = cfg.none_bias
-    decay = [math.exp(-(k * bin_us) / cfg.tau_us) for k in range(n_bins + 1)]
+    decay = np.array([math.exp(-(k * bin_us) / cfg.tau_us) for k in range(n_bins + 1)])
     trace = np.zeros((n_clips, n_labels))
     active = np.zeros((n_clips, n_labels), bool)
     last = np.zeros((n_clips, n_labels))
@@ -359,7 +359,7 @@ def clip_answers(counts: np.ndarray, bin_us: int, cfg: DecisionConfig) -> np.nda
             continue
         seen = upd[last_k[upd] >= 0]  # the first update has nothing to decay or release
         if seen.size:
-            trace[seen] *= np.array(decay)[k - last_k[seen]][:, None]
+            trace[seen] *= decay[k - last_k[seen]][:, None]
             active[seen] &= conf(trace[seen]) >= cfg.p_off
         last_k[upd] = k
         trace[upd] += c[upd]
