@@ -163,13 +163,18 @@ def test_decision_calibration_finds_evidence_settings_that_answer_more_clips_rig
         c[rng.integers(0, 40), rng.integers(0, len(LABELS))] += 1  # one stray spike per clip
         counts.append(c)
         labels.append(y)
-    base = DecisionConfig(beta=0.6, none_bias=2.0)
+    base = DecisionConfig(beta=0.6, none_bias=3.0)
     plain, acc_plain = calibrate_decision(counts, np.array(labels), 50_000, base, evidence=False)
     tuned, acc_tuned = calibrate_decision(counts, np.array(labels), 50_000, base)
     assert (plain.beta, plain.none_bias, plain.tau_us) == (base.beta, base.none_bias, base.tau_us)
     assert acc_plain < 0.8  # the zoom clips are lost
     assert acc_tuned > acc_plain + 0.2
-    assert tuned.beta / tuned.none_bias > base.beta / base.none_bias  # less evidence needed against `none`
+    # less evidence is needed against `none`: two zoom spikes alone are a decision now, not before
+    from apps.gesture.train import clip_answers
+    lone = np.zeros((1, 40, len(LABELS)))
+    lone[0, 10:12, zoom] = 1
+    assert clip_answers(lone, 50_000, base)[0] == none
+    assert clip_answers(lone, 50_000, tuned)[0] == zoom
 
 
 def test_clip_answers_equal_the_sink_rule_clip_by_clip():
