@@ -222,3 +222,38 @@ def test_calibration_chooses_a_rise_where_a_gesture_grows_past_an_early_burst():
         cfg = DecisionConfig(tau_us=tuned.tau_us, beta=tuned.beta, none_bias=tuned.none_bias, p_on=tuned.p_on,
                              p_off=tuned.p_off, rise=rise)
         assert (clip_answers(stacked, 50_000, cfg) == np.array(labels)).mean() < 1.0
+
+
+def test_label_weights_scale_each_bins_and_clips_share_of_the_loss():
+    """A batch of one zoom_in clip and one none clip: weighing zoom_in by 3 leaves the none clip's loss as it was
+    and multiplies the zoom clip's by 3 (both the per-bin and the per-clip terms); all-ones weights change
+    nothing. Bad specifications are refused by name."""
+    import torch
+
+    from apps.gesture.train import _loss, label_weights
+
+    torch.manual_seed(0)
+    zoom, none = LABELS.index("zoom_in"), LABELS.index("none")
+    out = torch.rand(20, 2, len(LABELS)) * 3
+    tgt = np.full((20, 2), none, np.int64)
+    tgt[:5, 0] = -1  # bins the loss ignores
+    tgt[5:15, 0] = zoom
+    labels = np.array([zoom, none])
+    beta, nb = torch.tensor(0.5), torch.tensor(1.0)
+
+    def loss(w, cols):
+        return float(_loss(out[:, cols], tgt[:, cols], labels[cols], beta, nb, 200_000, 50_000, 1.0, w))
+
+    assert loss(None, [0, 1]) == pytest.approx(loss([1.0] * len(LABELS), [0, 1]), rel=1e-6)
+    w = label_weights(["zoom_in=3"])
+    assert w[zoom] == 3.0 and w[none] == 1.0 and sum(w) == len(LABELS) + 2
+    # the zoom clip's bins: 10 of its 15 valid ones are zoom_in, the rest none
+    zoom_bins = _loss(out[:, [0]], np.where(tgt[:, [0]] == zoom, zoom, -1), labels[[0]], beta, nb, 200_000, 50_000,
+                      0.0, None)
+    assert loss(w, [1]) == pytest.approx(loss(None, [1]), rel=1e-6)
+    # extra: 2 × the zoom bins' ce over the clip's 15 valid bins (4/3 × their mean over 10), plus 2 × the clip term
+    assert loss(w, [0]) > loss(None, [0]) + float(zoom_bins)
+    for bad in (["zoom"], ["zoom_in=x"], ["zoom_in=0"], ["zoom_in"]):
+        with pytest.raises(SystemExit, match="--label-weight"):
+            label_weights(bad)
+    assert label_weights([]) is None

@@ -106,6 +106,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "line), or the binned sensor events before the gates (then what the gates drop is not made "
                         "up for, and gated input costs fewer ops)")
     p.add_argument("--input-gain-tau-ms", type=float, default=500.0, help="time constant of the input gain's count")
+    p.add_argument("--label-weight", nargs="*", default=[], metavar="LABEL=W",
+                   help="loss weight of a label's bins and clips (default 1 each), e.g. zoom_in=1.5 zoom_out=1.5")
     p.add_argument("--window-weight", type=float, default=1.0,
                    help="loss weight of the per-clip count cross-entropy (added to the per-bin one)")
     p.add_argument("--spatial-gate-rel", type=float, default=1.5,
@@ -258,25 +260,48 @@ def _logits(traces, beta, none_bias):
     return beta * traces + none_bias * prior
 
 
-def _loss(out, tgt, labels, beta, none_bias, tau_us: float, bin_us: int, window_weight: float):
+def _loss(out, tgt, labels, beta, none_bias, tau_us: float, bin_us: int, window_weight: float,
+          label_weights=None):
     """Per bin: cross-entropy of the decision sink's confidences (decayed output traces) against the bin's
     target (``none`` before the gesture, the label from 40 % of its course to 300 ms after it). Per gesture clip,
     plus ``window_weight`` × the cross-entropy of the spike counts summed over the label's bins (a forgiving,
-    rate-coded signal that gets learning started)."""
+    rate-coded signal that gets learning started). ``label_weights`` (one per label, or None) weigh each bin and
+    clip by its target label."""
     import torch
 
     logits = _logits(_traces(out, tau_us, bin_us), beta, none_bias)
     tgt_t = torch.from_numpy(tgt)
+    lw = None if label_weights is None else torch.as_tensor(label_weights, dtype=logits.dtype)
     ce = torch.nn.functional.cross_entropy(logits.reshape(-1, len(LABELS)), tgt_t.reshape(-1), ignore_index=-1,
                                            reduction="none").reshape(tgt.shape)
     valid = (tgt_t >= 0).float()
-    loss = ((ce * valid).sum(0) / valid.sum(0).clamp(min=1)).mean()
+    if lw is not None:
+        valid = valid * lw[tgt_t.clamp(min=0)]
+    loss = ((ce * valid).sum(0) / (tgt_t >= 0).float().sum(0).clamp(min=1)).mean()
     if window_weight > 0:
         in_window = (tgt_t == torch.from_numpy(labels).long()[None, :]).float()  # none clips: every bin
         counts = (out * in_window[..., None]).sum(0)
         wl = _logits(counts, beta, none_bias)
-        loss = loss + window_weight * torch.nn.functional.cross_entropy(wl, torch.from_numpy(labels).long())
+        loss = loss + window_weight * torch.nn.functional.cross_entropy(wl, torch.from_numpy(labels).long(), weight=lw)
     return loss
+
+
+def label_weights(specs) -> list[float] | None:
+    """``["zoom_in=1.5", ...]`` → one loss weight per label (1 where not given); None when nothing is given."""
+    if not specs:
+        return None
+    w = [1.0] * len(LABELS)
+    for spec in specs:
+        name, sep, value = str(spec).partition("=")
+        if not sep or name not in LABELS:
+            raise SystemExit(f"--label-weight: expected LABEL=W with LABEL one of {list(LABELS)}, got {spec!r}")
+        try:
+            w[LABELS.index(name)] = float(value)
+        except ValueError:
+            raise SystemExit(f"--label-weight: expected a number after '{name}=', got {value!r}") from None
+        if not (w[LABELS.index(name)] > 0 and math.isfinite(w[LABELS.index(name)])):
+            raise SystemExit(f"--label-weight: expected a finite weight > 0 for {name}, got {value!r}")
+    return w
 
 
 def evaluate(model, batcher: Batcher, decision: DecisionConfig, gate_prob: float, batch: int = 32,
@@ -488,6 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"  {name}: {done}/{total} clips ({time.perf_counter() - t_start:.0f} s)", flush=True)
         return f
 
+    lweights = label_weights(args.label_weight)
     say(f"making clips (cache: {cache or default_cache_dir()})")
     train = build_split("train", args.train_clips, workers=args.workers, cache_dir=cache, progress=progress("train"))
     val = build_split("val", args.val_clips, workers=args.workers, cache_dir=cache, progress=progress("val"))
@@ -534,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             idx = order[s * args.batch:(s + 1) * args.batch]
             x, tgt, labels, sensor = tb.batch(idx, rng, args.gate_prob)
             out, rec = model(torch.from_numpy(x), record=True, sensor_counts=torch.from_numpy(sensor))
-            loss = _loss(out, tgt, labels, beta, none_bias, dcfg.tau_us, args.bin_us, args.window_weight)
+            loss = _loss(out, tgt, labels, beta, none_bias, dcfg.tau_us, args.bin_us, args.window_weight, lweights)
             low, high = args.rate_band
             banded = rec if args.band_output else rec[:-1]
             band = sum(torch.relu(r.mean() - high) ** 2 + torch.relu(low - r.mean()) ** 2 for r in banded)
