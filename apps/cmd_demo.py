@@ -42,8 +42,21 @@ def run(args) -> int:
     print(format_table(report))
     print("\ntrue gestures:")
     for label, onset, offset in clip.truth:
-        hits = [d for d in report["decisions"] if onset <= d["t_us"] < offset + 500_000]
-        best = max(hits, key=lambda d: d["score"]) if hits else None
-        got = f"{best['label']} (score {best['score']:.2f}, {(best['t_us'] - onset) / 1e3:.0f} ms after onset)" if best else "none"
-        print(f"  {label:<12} {onset / 1e6:6.2f}–{offset / 1e6:5.2f} s  →  decided {got}")
+        print(f"  {label:<12} {onset / 1e6:6.2f}–{offset / 1e6:5.2f} s  →  decided "
+              f"{describe_answer(report['decisions'], onset, offset)}")
     return 0
+
+
+def describe_answer(decisions, onset_us: int, offset_us: int) -> str:
+    """The answer for one true gesture: the best-scoring decision from its onset to 500 ms after its end, with its
+    delay, and when that label was first decided if earlier (rises report a label again as its confidence grows,
+    so the first decision is the early answer and the best one the surest)."""
+    hits = [d for d in decisions if onset_us <= d["t_us"] < offset_us + 500_000]
+    if not hits:
+        return "none"
+    best = max(hits, key=lambda d: d["score"])
+    text = f"{best['label']} (score {best['score']:.2f}, {(best['t_us'] - onset_us) / 1e3:.0f} ms after onset"
+    first = min(d["t_us"] for d in hits if d["label"] == best["label"])
+    if first < best["t_us"]:
+        text += f"; first decided {(first - onset_us) / 1e3:.0f} ms after onset"
+    return text + ")"
