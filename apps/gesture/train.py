@@ -296,11 +296,12 @@ def label_weights(specs) -> list[float] | None:
         if not sep or name not in LABELS:
             raise SystemExit(f"--label-weight: expected LABEL=W with LABEL one of {list(LABELS)}, got {spec!r}")
         try:
-            w[LABELS.index(name)] = float(value)
+            v = float(value)
         except ValueError:
             raise SystemExit(f"--label-weight: expected a number after '{name}=', got {value!r}") from None
-        if not (w[LABELS.index(name)] > 0 and math.isfinite(w[LABELS.index(name)])):
+        if not (v > 0 and math.isfinite(v)):
             raise SystemExit(f"--label-weight: expected a finite weight > 0 for {name}, got {value!r}")
+        w[LABELS.index(name)] = v
     return w
 
 
