@@ -212,7 +212,7 @@ def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] =
     flat = c3 * (side // int(pool)) ** 2
     pooling = ([{"name": "pool", "type": "sumpool2d", "kernel_size": int(pool), "stride": int(pool), "neuron": None}]
                if int(pool) > 1 else [])
-    n_in = (motion.n_dir if motion is not None else 2) * len(delays_us)
+    n_in = (motion.channels if motion is not None else 2) * len(delays_us)
     return {
         "format": "clockless.snn", "version": 1, "name": "gesture", "input": {"shape": [n_in, INPUT_PX, INPUT_PX]},
         "bin_us": int(bin_us), "labels": list(LABELS),
@@ -267,7 +267,7 @@ class GestureNet:
             self.motion = MotionDirections.from_dict(self.meta["motion"]) if self.meta.get("motion") else None
         except (TypeError, ValueError) as exc:
             raise FormatError(source, f"field 'meta.motion': {exc}") from exc
-        channels = self.motion.n_dir if self.motion is not None else 2
+        channels = self.motion.channels if self.motion is not None else 2
         want = (channels * len(self.delays_us), INPUT_PX, INPUT_PX)
         if tuple(net.input_shape) != want:
             raise FormatError(source, f"field 'input.shape': {len(self.delays_us)} delay lines of {channels} channels "

@@ -7,8 +7,10 @@ and the average step from them to its own pixel is the local edge motion. The ev
 seen in the image), at its pixel and time. Events without ``min_support`` such neighbours (isolated noise, the
 first touch of an edge) are dropped and counted as ``filtered_events``.
 
-Polarity does not enter: a bright hand moving right and a dark hand moving right give the same directions, so the
-network downstream learns motion, not contrast. The gesture network sees these channels instead of ON/OFF
+Polarity does not enter the direction: a bright hand moving right and a dark hand moving right give the same
+directions, so the network downstream learns motion, not contrast. With ``polarity=1`` the event's polarity picks
+one of two banks of direction channels (channel ``k + n_dir · p``): a hand growing towards the camera turns its
+whole outline one polarity, while a moving hand has a leading and a trailing edge of opposite polarities. The gesture network sees these channels instead of ON/OFF
 (``graphs.gesture``; its training applies the same kernel to the same events, after augmentation).
 """
 
@@ -38,6 +40,7 @@ class MotionDirections:
     window_us: int = 150_000
     min_age_us: int = 2_000
     min_support: int = 2
+    polarity: int = 0  # 1: directions × ON/OFF (2 · n_dir channels)
 
     def __post_init__(self):
         if not 2 <= int(self.n_dir) <= 64:
@@ -49,25 +52,37 @@ class MotionDirections:
                              f"{self.window_us}")
         if int(self.min_support) < 1:
             raise ValueError(f"MotionDirections.min_support: expected ≥ 1 neighbour, got {self.min_support}")
+        if int(self.polarity) not in (0, 1):
+            raise ValueError(f"MotionDirections.polarity: expected 0 or 1, got {self.polarity}")
+
+    @property
+    def channels(self) -> int:
+        """Output channels: the directions, twice (OFF bank, ON bank) with ``polarity``."""
+        return int(self.n_dir) * (2 if int(self.polarity) else 1)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MotionDirections":
-        known = {"n_dir", "radius", "window_us", "min_age_us", "min_support"}
+        known = {"n_dir", "radius", "window_us", "min_age_us", "min_support", "polarity"}
         extra = set(d) - known
         if extra:
             raise ValueError(f"motion settings: unknown field(s) {sorted(extra)}; expected some of {sorted(known)}")
         return cls(**{k: int(v) for k, v in d.items()})
 
     def to_dict(self) -> dict[str, int]:
-        return {"n_dir": int(self.n_dir), "radius": int(self.radius), "window_us": int(self.window_us),
-                "min_age_us": int(self.min_age_us), "min_support": int(self.min_support)}
+        d = {"n_dir": int(self.n_dir), "radius": int(self.radius), "window_us": int(self.window_us),
+             "min_age_us": int(self.min_age_us), "min_support": int(self.min_support)}
+        if int(self.polarity):  # absent = 0: files written before the field load unchanged
+            d["polarity"] = 1
+        return d
 
     def out_spec(self, spec: StreamSpec) -> StreamSpec:
         if spec.kind != "spike" or len(spec.shape) != 3:
             raise GraphError(f"MotionDirections: expects a (C, H, W) spike stream, got {spec.describe()}")
         if spec.shape[1] != spec.shape[2]:
             raise GraphError(f"MotionDirections: expects a square map, got {spec.shape[1]}×{spec.shape[2]}")
-        return spike_spec((int(self.n_dir), int(spec.shape[1]), int(spec.shape[2])))
+        if int(self.polarity) and spec.shape[0] != 2:
+            raise GraphError(f"MotionDirections(polarity=1): expects ON/OFF channels (2, H, W), got {spec.describe()}")
+        return spike_spec((self.channels, int(spec.shape[1]), int(spec.shape[2])))
 
     def init(self, spec: StreamSpec) -> "MotionState":
         self.out_spec(spec)
@@ -86,7 +101,7 @@ class MotionDirections:
         keep = d >= 0
         out = np.empty(int(keep.sum()), SPIKE_EVENT)
         out["t"] = t[keep]
-        out["addr"] = d[keep] * (state.side * state.side) + pos[keep]
+        out["addr"] = _out_addr(self, d[keep], ev["addr"][keep], pos[keep], state.side)
         state.dropped += int(t.shape[0] - out.shape[0])
         return state, [packet.derive(out)]
 
@@ -117,4 +132,12 @@ def directions_of(stage: MotionDirections, t_us: np.ndarray, addr: np.ndarray, s
     motion_directions(t, np.ascontiguousarray(pos), last, side, int(stage.radius), int(stage.window_us),
                       int(stage.min_age_us), int(stage.n_dir), int(stage.min_support), d)
     keep = d >= 0
-    return t[keep], (d[keep].astype(np.int64) * side * side + pos[keep]).astype(np.int32)
+    return t[keep], _out_addr(stage, d[keep], np.asarray(addr)[keep], pos[keep], side).astype(np.int32)
+
+
+def _out_addr(stage: MotionDirections, d: np.ndarray, addr: np.ndarray, pos: np.ndarray, side: int) -> np.ndarray:
+    """Output addresses: direction channel (in the event's polarity bank with ``polarity``) at the event's pixel."""
+    ch = d.astype(np.int64)
+    if int(stage.polarity):
+        ch = ch + int(stage.n_dir) * (np.asarray(addr, np.int64) // (side * side))
+    return ch * (side * side) + pos

@@ -257,3 +257,30 @@ def test_label_weights_scale_each_bins_and_clips_share_of_the_loss():
         with pytest.raises(SystemExit, match="--label-weight"):
             label_weights(bad)
     assert label_weights([]) is None
+
+
+def test_weight_average_follows_the_ema_rule_and_swap_restores_the_live_weights():
+    """Against a plain-python twin of a ← d_k·a + (1 − d_k)·p with d_k = min(d, (1 + k) / (10 + k)); swap puts
+    the average in the model and a second swap gives the live weights back unchanged."""
+    import torch
+
+    from apps.training.averaging import WeightAverage
+
+    torch.manual_seed(1)
+    p = torch.nn.Parameter(torch.randn(5))
+    ema = WeightAverage([p], 0.9)
+    twin = p.detach().numpy().astype(np.float64).copy()
+    for k in range(40):
+        with torch.no_grad():
+            p.add_(torch.randn(5))
+        ema.update()
+        d = min(0.9, (1 + k) / (10 + k))
+        twin = d * twin + (1 - d) * p.detach().numpy()
+    live = p.detach().clone()
+    ema.swap()
+    assert np.allclose(p.detach().numpy(), twin, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(p.detach(), live)
+    ema.swap()
+    assert torch.equal(p.detach(), live)
+    with pytest.raises(SystemExit, match="--ema"):
+        main(["--ema", "1.0", "--out", "/nonexistent/x", "--train-clips", "1", "--quiet"])

@@ -57,3 +57,21 @@ def test_retune_refuses_a_network_without_integrator_readout(tmp_path, shared_da
     assert main([*tiny, "--audio-dir", str(shared_data / "audio"), "--out", str(out)]) == 0
     with pytest.raises(FormatError, match="integrator readout"):
         main(["--retune", str(out), "--audio-dir", str(shared_data / "audio"), "--out", str(tmp_path / "x.json")])
+
+
+@pytest.mark.usefixtures("shared_data")
+def test_weight_average_changes_what_is_saved_and_bad_decays_are_refused(tmp_path, shared_data):
+    """With --ema the validated and saved weights are the average, not the last step's: a tiny run differs from
+    the same run without it (and is itself reproducible); a decay outside [0, 1) is refused by name."""
+    runs = {}
+    for name, extra in (("plain", []), ("ema", ["--ema", "0.5"]), ("ema2", ["--ema", "0.5"])):
+        out = tmp_path / name / "vad.json"
+        assert main([*TINY, "--steps", "6", "--val-every", "6", *extra, "--audio-dir", str(shared_data / "audio"),
+                     "--out", str(out)]) == 0
+        runs[name] = np.load(out.with_suffix(".npz"))
+    keys = runs["plain"].files
+    assert any(not np.array_equal(runs["plain"][k], runs["ema"][k]) for k in keys)
+    for k in keys:
+        np.testing.assert_array_equal(runs["ema"][k], runs["ema2"][k])
+    with pytest.raises(SystemExit, match="--ema"):
+        main([*TINY, "--ema", "1.0", "--out", str(tmp_path / "x" / "vad.json")])

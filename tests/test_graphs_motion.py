@@ -106,6 +106,33 @@ def test_polarity_does_not_change_the_direction():
     assert np.array_equal(a, b) and a.shape[0] > 0
 
 
+def test_polarity_banks_keep_the_direction_and_add_the_polarity():
+    """polarity=1: the same events pass and keep their direction and pixel; OFF events (channel 1 of the input)
+    land in the second bank. The stage's packets equal the whole-stream function; the setting round-trips."""
+    ev = _random_stream(11)
+    plain = directions_of(MotionDirections(8), ev["t"], ev["addr"], SIDE)
+    split = directions_of(MotionDirections(8, polarity=1), ev["t"], ev["addr"], SIDE)
+    hw = SIDE * SIDE
+    assert np.array_equal(plain[0], split[0]) and np.array_equal(split[1] % (8 * hw), plain[1])
+    bank = split[1] // (8 * hw)
+    assert set(np.unique(bank)) == {0, 1}
+    t, addr = _edge("right")
+    ch0, ch1 = addr % hw, addr % hw + hw  # the same edge as input channel 0 only, then channel 1 only
+    a = directions_of(MotionDirections(8, polarity=1), t, ch0, SIDE)[1]
+    b = directions_of(MotionDirections(8, polarity=1), t, ch1, SIDE)[1]
+    assert a.shape[0] > 0 and np.all(a // hw == 0) and np.array_equal(b, a + 8 * hw)  # "right" is channel 0
+    stage = MotionDirections(8, polarity=1)
+    cut = int(np.searchsorted(ev["t"], ev["t"][ev.shape[0] // 2], side="right"))  # between two timestamps
+    out, _, _ = run_stage(stage, spike_spec((2, SIDE, SIDE)), cut_at(ev, [cut], t_end_us=500_000))
+    assert np.array_equal(out["addr"], split[1])
+    assert stage.out_spec(spike_spec((2, SIDE, SIDE))).shape == (16, SIDE, SIDE)
+    assert MotionDirections.from_dict(stage.to_dict()) == stage and "polarity" not in MotionDirections().to_dict()
+    with pytest.raises(GraphError, match="ON/OFF"):
+        stage.out_spec(spike_spec((3, SIDE, SIDE)))
+    with pytest.raises(ValueError, match="polarity"):
+        MotionDirections(polarity=2)
+
+
 def test_simultaneous_events_in_any_order_give_the_same_output():
     ev = _random_stream(5)
     rng = np.random.default_rng(0)

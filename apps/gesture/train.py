@@ -35,6 +35,7 @@ import numpy as np
 from graphs.gesture import INPUT_PX, LABELS, WEIGHTS_PATH, default_gates, topology
 from graphs.motion import MotionDirections, directions_of
 from graphs.network import save_network
+from apps.training.averaging import WeightAverage
 
 from .dataset import ClipSet, bin_events, build_split, default_cache_dir
 from .decision import DecisionConfig, clip_answer, decide_counts
@@ -95,6 +96,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--motion-dirs", type=int, default=8,
                    help="direction channels of the motion stage (0: no motion stage, ON/OFF channels)")
     p.add_argument("--motion-window-ms", type=float, default=150.0, help="how far back the motion stage looks")
+    p.add_argument("--motion-polarity", type=int, default=0, choices=(0, 1),
+                   help="1: the motion stage keeps the events' polarity (direction channels × ON/OFF)")
     p.add_argument("--channels", type=int, nargs=3, default=(8, 16, 32), metavar=("C1", "C2", "C3"),
                    help="output channels of the three conv layers")
     p.add_argument("--hidden", type=int, default=256, help="neurons in the recurrent layer")
@@ -118,6 +121,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="torch CPU threads (2 on a 2-core machine: a training step takes 0.33 s instead of 0.51 s, "
                         "the convolutions' share; use 1 when the machine is busy, OpenMP threads then wait on each "
                         "other)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights with this decay per step (0: off); the "
+                        "average is what is evaluated each epoch and saved")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate on at most this many val/test clips (smoke)")
     p.add_argument("--recalibrate", action="store_true",
@@ -139,7 +145,7 @@ class Batcher:
         self.n_bins = int(clip_us) // int(bin_us)
         self.gates = gates
         self.motion = motion  # a graphs.motion.MotionDirections (the graph's stage after the gates) or None
-        self.channels = motion.n_dir if motion is not None else 2
+        self.channels = motion.channels if motion is not None else 2
 
     def sample(self, i: int, rng: np.random.Generator | None, gate: bool):
         t, addr = self.clips.events(i)
@@ -498,6 +504,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .model import GestureSNN, ModelConfig, gain_of, to_arrays
 
     args = parse_args(argv)
+    if not 0.0 <= args.ema < 1.0:
+        raise SystemExit(f"--ema: expected a decay in [0, 1), got {args.ema}")
     _keep_freed_memory()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     torch.set_num_threads(max(1, args.threads))
@@ -525,7 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"clips ready in {t_data:.0f} s: train {len(train)}, val {len(val)}, test {len(test)}")
 
     gates = default_gates({"spatial": {"rel_threshold": args.spatial_gate_rel}})
-    motion = (MotionDirections(args.motion_dirs, window_us=int(args.motion_window_ms * 1000))
+    motion = (MotionDirections(args.motion_dirs, window_us=int(args.motion_window_ms * 1000),
+                               polarity=args.motion_polarity)
               if args.motion_dirs else None)
     delays_us = tuple(int(round(d * 1000)) for d in args.delays_ms)
     if any(d % args.bin_us for d in delays_us) or delays_us[0] != 0:
@@ -533,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"got {args.delays_ms}")
     c1, c2, c3 = args.channels
     mcfg = ModelConfig(bin_us=args.bin_us, c1=c1, c2=c2, c3=c3, c3_stride=args.conv3_stride, hidden=args.hidden,
-                       pool=args.pool, in_channels=motion.n_dir if motion else 2, gain_ref=args.input_gain_ref,
+                       pool=args.pool, in_channels=motion.channels if motion else 2, gain_ref=args.input_gain_ref,
                        gain_count=args.input_gain_count,
                        gain_tau_us=args.input_gain_tau_ms * 1000.0,
                        delays_bins=tuple(d // args.bin_us for d in delays_us), surrogate=args.surrogate)
@@ -549,6 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     total_steps = steps_per_epoch * args.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total_steps, pct_start=0.1)
     budget_s = args.max_minutes * 60.0
+    ema = WeightAverage(params, args.ema) if args.ema > 0 else None
     t_train = time.perf_counter()
     step = 0
     history = []
@@ -571,11 +581,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch.nn.utils.clip_grad_norm_(params, args.clip_grad)
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update()
             step += 1
             losses.append(float(loss.detach()))
             if time.perf_counter() - t_train > budget_s:
                 break
         model.eval()
+        if ema is not None:
+            ema.swap()  # evaluate (and keep, if best) the average
         dcur = replace(dcfg, beta=float(beta.detach()), none_bias=float(none_bias.detach()))
         ev = evaluate(model, vb, dcur, gate_prob=1.0)
         rate = [float(r.detach().mean()) for r in rec]
@@ -587,6 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if best is None or ev["accuracy"] >= best[0]:
             best = (ev["accuracy"], {k: v.clone() for k, v in model.state_dict().items()}, float(beta.detach()),
                     float(none_bias.detach()), epoch)
+        if ema is not None:
+            ema.swap()  # back to the raw weights for the next epoch
         if time.perf_counter() - t_train > budget_s:
             say(f"time budget of {args.max_minutes} min reached after epoch {epoch}")
             break

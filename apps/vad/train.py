@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distant-prob", type=float, default=0.2, help="fraction of clips whose background is distant "
                    "talkers (reverberant, labelled non-speech, as meeting labellers mark them)")
     p.add_argument("--max-events-per-frame", type=int, default=16, help="front end cap per channel and frame")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights with this decay per step (0: off); the "
+                        "average is what is validated and saved")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--val-every", type=int, default=100)
@@ -84,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.retune is not None:
         return retune(args)
+    if not 0.0 <= args.ema < 1.0:
+        raise SystemExit(f"--ema: expected a decay in [0, 1), got {args.ema}")
     import torch
 
+    from apps.training.averaging import WeightAverage
     from sensors.audio_frontend import AudioFrontEnd
 
     from .data import default_audio_dir, load_pools, synthesise_espeak
@@ -121,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                     bin_us=int(args.bin_ms * 1000))
     net = SnnVad(cfg, seed=args.seed, init_gain=args.init_gain)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    ema = WeightAverage(net.parameters(), args.ema) if args.ema > 0 else None
     rng = np.random.default_rng(args.seed + 1)
     bin_us = int(args.bin_ms * 1000)
     val = [_clip(np.random.default_rng(10_000 + i), pools, frontend, args.clip_s * 2, bin_us, mix)
@@ -153,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip_grad)
         opt.step()
+        if ema is not None:
+            ema.update()
         if step % args.val_every == 0:
+            if ema is not None:
+                ema.swap()  # validate (and keep, if best) the average
             with torch.no_grad():
                 vy, vrate = net(val_x)
             m = _val_metrics(net.score(vy).detach().numpy(), val_y, bin_us)
@@ -164,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             quality = (m["balanced_accuracy"] + m["roc_auc"]) / 2  # the segmenter picks its thresholds later
             if quality > best[0]:
                 best = (quality, {k: v.detach().clone() for k, v in net.state_dict().items()}, step)
+            if ema is not None:
+                ema.swap()
     if best[1] is not None:
         net.load_state_dict(best[1])
     _round_to_file_precision(net)
