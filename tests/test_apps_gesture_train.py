@@ -90,11 +90,13 @@ def test_tiny_training_run_writes_a_loadable_network_file(tmp_path):
     out = tmp_path / "net"
     png = tmp_path / "conf.png"
     rc = main(["--out", str(out), "--confusion", str(png), "--data-dir", str(tmp_path / "data"),
-               "--train-clips", "9", "--val-clips", "9", "--calib-clips", "9", "--test-clips", "9", "--epochs", "1",
+               "--train-clips", "9", "--val-clips", "6", "--calib-clips", "9", "--test-clips", "9", "--epochs", "1",
                "--batch", "9",
                "--workers", "1", "--clip-us", "1000000", "--channels", "4", "8", "12", "--input-gain-ref", "300",
                "--quiet"])
     assert rc == 0 and png.is_file()
+    # the 6 epoch-picking val clips are the first of the 9 calibration clips: one val set is rendered, not two
+    assert sorted(p.name.split("_")[1] for p in (tmp_path / "data").rglob("val_*")) == ["9"]
     net = load_network_file(out)
     convs = [layer for layer in net.network().layers if layer.name.startswith("conv")]
     assert [layer.weight.shape[0] for layer in convs] == [4, 8, 12]  # --channels sets the conv widths

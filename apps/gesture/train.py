@@ -525,7 +525,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     lweights = label_weights(args.label_weight)
     say(f"making clips (cache: {cache or default_cache_dir()})")
     train = build_split("train", args.train_clips, workers=args.workers, cache_dir=cache, progress=progress("train"))
-    val = build_split("val", args.val_clips, workers=args.workers, cache_dir=cache, progress=progress("val"))
+    # the epoch-picking val clips are the first of the calibration clips: render the larger set once
+    val_all = build_split("val", max(args.val_clips, args.calib_clips), workers=args.workers, cache_dir=cache,
+                          progress=progress("val"))
+    val = val_all.subset(range(args.val_clips)) if len(val_all) > args.val_clips else val_all
     test = build_split("test", args.test_clips, workers=args.workers, cache_dir=cache, progress=progress("test"))
     t_data = time.perf_counter() - t_start
     if args.eval_limit is not None:
@@ -610,7 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.load_state_dict(state)
     model.eval()
     base = replace(dcfg, beta=b_best, none_bias=nb_best)
-    cal, cb = _calibration_clips(args, cache, gates, motion, val, vb)
+    cal, cb = _calibration_clips(args, cache, gates, motion, val, vb, val_all)
     counts: list = []
     evaluate(model, cb, base, gate_prob=1.0, counts_out=counts)
     dec_cfg, val_acc, test_on, test_off = _decide_and_test(model, cb, counts, cal, test, base, args, gates, motion, say)
@@ -633,15 +636,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _calibration_clips(args, cache, gates, motion, val: ClipSet, vb: Batcher) -> tuple[ClipSet, Batcher]:
+def _calibration_clips(args, cache, gates, motion, val: ClipSet, vb: Batcher, val_all: ClipSet
+                       ) -> tuple[ClipSet, Batcher]:
     """The val clips the decision settings are chosen on: ``--calib-clips`` of them (the epoch-picking val clips
-    are their first ones), as many as are asked for in a smoke run."""
+    are their first ones), as many as are asked for in a smoke run; taken from ``val_all`` when it holds them."""
     n = args.calib_clips
     if args.eval_limit is not None:
         n = min(n, args.eval_limit)
     if n == len(val):
         return val, vb
-    cal = build_split("val", n, workers=args.workers, cache_dir=cache)
+    if n <= len(val_all):
+        cal = val_all.subset(range(n))
+    else:
+        cal = build_split("val", n, workers=args.workers, cache_dir=cache)
     return cal, Batcher(cal, vb.bin_us, vb.n_bins * vb.bin_us, gates, motion)
 
 
