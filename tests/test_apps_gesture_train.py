@@ -177,6 +177,35 @@ def test_decision_calibration_finds_evidence_settings_that_answer_more_clips_rig
     lone[0, 10:12, zoom] = 1
     assert clip_answers(lone, 50_000, base)[0] == none
     assert clip_answers(lone, 50_000, tuned)[0] == zoom
+    # the grid split over processes finds the same setting, ties kept in grid order (many settings tie here)
+    for workers in (2, 3):
+        assert calibrate_decision(counts, np.array(labels), 50_000, base, workers=workers) == (tuned, acc_tuned)
+
+
+def test_parallel_decision_search_takes_a_later_parts_better_setting_and_keeps_grid_order_on_ties():
+    """Swipe clips with strong evidence and `none` clips with one stray burst: thresholds from p_on 0.4 up
+    answer every clip, lower ones answer the strays too. Split over 2 or 3 processes, the search returns the first
+    of the tied settings (p_on 0.4: in the second part, or inside the middle one) as one process does."""
+    from apps.gesture.train import P_ON_GRID, calibrate_decision
+    from graphs.gesture_decision import DecisionConfig
+
+    rng = np.random.default_rng(4)
+    left, none = LABELS.index("swipe_left"), LABELS.index("none")
+    counts, labels = [], []
+    for i in range(40):
+        c = np.zeros((40, len(LABELS)))
+        if i % 2 == 0:
+            c[10:20, left] = 2
+            labels.append(left)
+        else:
+            c[rng.integers(0, 40), rng.integers(0, 8)] += 3
+            labels.append(none)
+        counts.append(c)
+    base = DecisionConfig(beta=0.6, none_bias=1.0)
+    one = calibrate_decision(counts, np.array(labels), 50_000, base, evidence=False)
+    assert one[1] == 1.0 and one[0].p_on == 0.4 and P_ON_GRID.index(0.4) == 5
+    for workers in (2, 3):
+        assert calibrate_decision(counts, np.array(labels), 50_000, base, evidence=False, workers=workers) == one
 
 
 def test_clip_answers_equal_the_sink_rule_clip_by_clip():

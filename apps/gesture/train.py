@@ -419,7 +419,7 @@ def clip_answers(counts: np.ndarray, bin_us: int, cfg: DecisionConfig) -> np.nda
 
 
 def calibrate_decision(counts: list[np.ndarray], labels: np.ndarray, bin_us: int, base: DecisionConfig,
-                       evidence: bool = True) -> tuple[DecisionConfig, float]:
+                       evidence: bool = True, workers: int = 1) -> tuple[DecisionConfig, float]:
     """Decision settings with the best clip accuracy on these output counts (the validation clips).
 
     ``evidence``: search the evidence trace's time constant, the confidence gain (a scale of the learned
@@ -427,26 +427,44 @@ def calibrate_decision(counts: list[np.ndarray], labels: np.ndarray, bin_us: int
     the p_on/p_off pair. Training fits ``beta`` and ``none_bias`` per bin of a 2 s window, but a clip's answer is
     its best decision over the whole clip, so their best values for that differ (measured on the shipped network:
     66.9 → 70.4 % on the 900 test clips, calibrated on 270 validation clips). p_off is p_on − 0.25 (hysteresis).
-    Ties keep the first setting found in grid order.
+    Ties keep the first setting found in grid order. ``workers`` > 1 splits the grid into that many consecutive
+    parts searched in parallel processes; the result is the same as with one.
     """
     stacked = np.stack(counts)
     labels = np.asarray(labels)
-
-    def accuracy(cfg: DecisionConfig) -> float:
-        return float(np.mean(clip_answers(stacked, bin_us, cfg) == labels))
-
     if evidence:
         grid = itertools.product(TAU_GRID_US, BETA_SCALES, NONE_BIAS_GRID, P_ON_GRID, RISE_GRID)
     else:
         grid = ((base.tau_us, 1.0, base.none_bias, p_on, base.rise) for p_on in P_ON_GRID)
-    best, best_acc = base, -1.0
-    for tau_us, scale, none_bias, p_on, rise in grid:
-        cfg = replace(base, tau_us=float(tau_us), beta=base.beta * scale, none_bias=float(none_bias), p_on=p_on,
-                      p_off=round(max(0.05, p_on - 0.25), 2), rise=float(rise))
-        acc = accuracy(cfg)
+    cfgs = [replace(base, tau_us=float(tau_us), beta=base.beta * scale, none_bias=float(none_bias), p_on=p_on,
+                    p_off=round(max(0.05, p_on - 0.25), 2), rise=float(rise))
+            for tau_us, scale, none_bias, p_on, rise in grid]
+    if workers <= 1 or len(cfgs) < 2 * workers:
+        acc, i = _best_setting(stacked, labels, bin_us, cfgs)
+        return cfgs[i], acc
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    parts = [p for p in np.array_split(np.arange(len(cfgs)), workers) if p.size]
+    # spawn, not fork: the trainer's process holds torch's OpenMP threads, which a forked child must not inherit
+    with ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("spawn")) as ex:
+        found = [ex.submit(_best_setting, stacked, labels, bin_us, [cfgs[j] for j in p]) for p in parts]
+        found = [f.result() for f in found]
+    best_acc, best_i = -1.0, 0
+    for p, (acc, i) in zip(parts, found):  # in grid order: a later part wins only when strictly better
         if acc > best_acc:
-            best, best_acc = cfg, acc
-    return best, best_acc
+            best_acc, best_i = acc, int(p[i])
+    return cfgs[best_i], best_acc
+
+
+def _best_setting(stacked: np.ndarray, labels: np.ndarray, bin_us: int, cfgs: list) -> tuple[float, int]:
+    """(accuracy, index) of the first of ``cfgs`` with the best clip accuracy."""
+    best_acc, best_i = -1.0, 0
+    for i, cfg in enumerate(cfgs):
+        acc = float(np.mean(clip_answers(stacked, bin_us, cfg) == labels))
+        if acc > best_acc:
+            best_acc, best_i = acc, i
+    return best_acc, best_i
 
 
 def plot_confusion(conf: np.ndarray, path: Path, title: str) -> None:
@@ -656,7 +674,7 @@ def _decide_and_test(model, vb: Batcher, counts: list, val: ClipSet, test: ClipS
                      gates, motion, say) -> tuple[DecisionConfig, float, dict, dict]:
     """Decision settings from the val clips' output counts; test accuracy gates on and off; confusion PNG."""
     t0 = time.perf_counter()
-    dec_cfg, val_acc = calibrate_decision(counts, val.label.astype(int), vb.bin_us, base)
+    dec_cfg, val_acc = calibrate_decision(counts, val.label.astype(int), vb.bin_us, base, workers=args.workers)
     say(f"decision settings on val ({time.perf_counter() - t0:.0f} s): tau {dec_cfg.tau_us / 1e3:.0f} ms, beta "
         f"{dec_cfg.beta:.3f}, none_bias {dec_cfg.none_bias}, p_on {dec_cfg.p_on}, p_off {dec_cfg.p_off}, rise "
         f"{dec_cfg.rise} ({len(counts)} clips, val acc {val_acc:.3f})")
