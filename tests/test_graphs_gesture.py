@@ -31,7 +31,7 @@ def _net_file(tmp_path, seed=0, gates=None, bin_us=20_000, delays_us=(0, 40_000,
     rng = np.random.default_rng(seed)
     topo = topology([60e3, 80e3, 100e3, 200e3, 200e3], bin_us=bin_us, gates=gates, delays_us=delays_us,
                     meta={"decision": {"p_on": 0.6, "p_off": 0.35, "none_bias": 1.0, "beta": 1.0}}, motion=motion)
-    channels = motion.n_dir if motion is not None else 2
+    channels = motion.channels if motion is not None else 2
     arrays = {
         "conv1.weight": rng.normal(0, 0.35, (8, channels * len(delays_us), 5, 5)), "conv2.weight": rng.normal(0, 0.3, (16, 8, 3, 3)),
         "conv3.weight": rng.normal(0, 0.3, (32, 16, 3, 3)), "hidden.weight": rng.normal(0, 0.15, (128, 512)),
@@ -190,6 +190,22 @@ def test_motion_stage_sits_between_the_gates_and_the_delay_lines(tmp_path):
     topo["meta"]["motion"]["n_dir"] = 6  # no longer matches the input shape (4 directions × 2 lines)
     path.with_suffix(".json").write_text(json.dumps(topo))
     with pytest.raises(FormatError, match="2 delay lines of 6 channels"):
+        load_network_file(path)
+
+
+def test_a_motion_stage_with_polarity_banks_feeds_twice_the_channels(tmp_path):
+    motion = MotionDirections(4, window_us=100_000, polarity=1)
+    path = _net_file(tmp_path, delays_us=(0, 40_000), motion=motion)
+    net = load_network_file(path)
+    assert net.motion == motion and net.network().input_shape == (16, INPUT_PX, INPUT_PX)  # 4 dirs × 2 × 2 lines
+    src = ArraySource(sweep_events(128, 128), dvs_spec(128, 128), name="sweep")
+    report = run(build(src, weights=path, gates=True))
+    assert report["nodes"]["snn"]["synaptic_ops"] > 0
+    assert run_reference(build(src, weights=path, gates=True))["decisions"] == report["decisions"]
+    topo = json.loads(path.with_suffix(".json").read_text())
+    del topo["meta"]["motion"]["polarity"]  # 4 channels per line no longer match the 16 input channels
+    path.with_suffix(".json").write_text(json.dumps(topo))
+    with pytest.raises(FormatError, match="2 delay lines of 4 channels"):
         load_network_file(path)
 
 
