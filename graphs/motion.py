@@ -10,7 +10,8 @@ first touch of an edge) are dropped and counted as ``filtered_events``.
 Polarity does not enter the direction: a bright hand moving right and a dark hand moving right give the same
 directions, so the network downstream learns motion, not contrast. With ``polarity=1`` the event's polarity picks
 one of two banks of direction channels (channel ``k + n_dir · p``): a hand growing towards the camera turns its
-whole outline one polarity, while a moving hand has a leading and a trailing edge of opposite polarities. The gesture network sees these channels instead of ON/OFF
+whole outline one polarity, while a moving hand has a leading and a trailing edge of opposite polarities. The
+gesture network sees these channels instead of ON/OFF
 (``graphs.gesture``; its training applies the same kernel to the same events, after augmentation).
 """
 
@@ -101,7 +102,7 @@ class MotionDirections:
         keep = d >= 0
         out = np.empty(int(keep.sum()), SPIKE_EVENT)
         out["t"] = t[keep]
-        out["addr"] = _out_addr(self, d[keep], ev["addr"][keep], pos[keep], state.side)
+        out["addr"] = _out_addr(self, d, ev["addr"], pos, keep, state.side)
         state.dropped += int(t.shape[0] - out.shape[0])
         return state, [packet.derive(out)]
 
@@ -132,12 +133,14 @@ def directions_of(stage: MotionDirections, t_us: np.ndarray, addr: np.ndarray, s
     motion_directions(t, np.ascontiguousarray(pos), last, side, int(stage.radius), int(stage.window_us),
                       int(stage.min_age_us), int(stage.n_dir), int(stage.min_support), d)
     keep = d >= 0
-    return t[keep], _out_addr(stage, d[keep], np.asarray(addr)[keep], pos[keep], side).astype(np.int32)
+    return t[keep], _out_addr(stage, d, addr, pos, keep, side).astype(np.int32)
 
 
-def _out_addr(stage: MotionDirections, d: np.ndarray, addr: np.ndarray, pos: np.ndarray, side: int) -> np.ndarray:
-    """Output addresses: direction channel (in the event's polarity bank with ``polarity``) at the event's pixel."""
-    ch = d.astype(np.int64)
+def _out_addr(stage: MotionDirections, d: np.ndarray, addr: np.ndarray, pos: np.ndarray, keep: np.ndarray,
+              side: int) -> np.ndarray:
+    """Output addresses of the kept events: direction channel (in the event's polarity bank with ``polarity``) at
+    the event's pixel; the input addresses are only read when the polarity is kept."""
+    ch = d[keep].astype(np.int64)
     if int(stage.polarity):
-        ch = ch + int(stage.n_dir) * (np.asarray(addr, np.int64) // (side * side))
-    return ch * (side * side) + pos
+        ch += int(stage.n_dir) * (np.asarray(addr, np.int64)[keep] // (side * side))
+    return ch * (side * side) + pos[keep]

@@ -32,10 +32,10 @@ from typing import Sequence
 
 import numpy as np
 
+from apps.training.averaging import WeightAverage
 from graphs.gesture import INPUT_PX, LABELS, WEIGHTS_PATH, default_gates, topology
 from graphs.motion import MotionDirections, directions_of
 from graphs.network import save_network
-from apps.training.averaging import WeightAverage
 
 from .dataset import ClipSet, bin_events, build_split, default_cache_dir
 from .decision import DecisionConfig, clip_answer, decide_counts
@@ -631,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.load_state_dict(state)
     model.eval()
     base = replace(dcfg, beta=b_best, none_bias=nb_best)
-    cal, cb = _calibration_clips(args, cache, gates, motion, val, vb, val_all)
+    cal, cb = _calibration_clips(args, gates, motion, val, vb, val_all)
     counts: list = []
     evaluate(model, cb, base, gate_prob=1.0, counts_out=counts)
     dec_cfg, val_acc, test_on, test_off = _decide_and_test(model, cb, counts, cal, test, base, args, gates, motion, say)
@@ -654,19 +654,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _calibration_clips(args, cache, gates, motion, val: ClipSet, vb: Batcher, val_all: ClipSet
-                       ) -> tuple[ClipSet, Batcher]:
-    """The val clips the decision settings are chosen on: ``--calib-clips`` of them (the epoch-picking val clips
-    are their first ones), as many as are asked for in a smoke run; taken from ``val_all`` when it holds them."""
+def _calibration_clips(args, gates, motion, val: ClipSet, vb: Batcher, val_all: ClipSet) -> tuple[ClipSet, Batcher]:
+    """The val clips the decision settings are chosen on: the first ``--calib-clips`` of ``val_all`` (the
+    epoch-picking val clips are their first ones), as many as are asked for in a smoke run."""
     n = args.calib_clips
     if args.eval_limit is not None:
         n = min(n, args.eval_limit)
     if n == len(val):
         return val, vb
-    if n <= len(val_all):
-        cal = val_all.subset(range(n))
-    else:
-        cal = build_split("val", n, workers=args.workers, cache_dir=cache)
+    cal = val_all.subset(range(n))
     return cal, Batcher(cal, vb.bin_us, vb.n_bins * vb.bin_us, gates, motion)
 
 
