@@ -110,7 +110,9 @@ def test_tiny_training_run_writes_a_loadable_network_file(tmp_path):
     tf = meta["metrics"]["train_framework"]
     assert set(tf) == {"gates_on", "gates_off", "val_accuracy"} and len(tf["gates_on"]["confusion"]) == 9
     assert default_gates()[0].rel_threshold == net.gates[0].rel_threshold
-    assert net.motion is not None and net.motion.n_dir == 8  # the default: the motion stage before the network
+    # the default: the motion stage before the network, 4 directions in an OFF and an ON bank, two delay lines
+    assert net.motion is not None and (net.motion.n_dir, net.motion.polarity, net.motion.channels) == (4, 1, 8)
+    assert net.network().input_shape == (16, INPUT_PX, INPUT_PX)
     assert meta["decision_learned"]["p_on"] == 0.7  # the learned gain and prior, kept before calibration
 
     # --recalibrate: same weights, the decision chosen again from the learned settings, the file still loads

@@ -71,7 +71,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-clips", type=int, default=5400)
     p.add_argument("--val-clips", type=int, default=270)
     p.add_argument("--test-clips", type=int, default=900)
-    p.add_argument("--calib-clips", type=int, default=900,
+    p.add_argument("--calib-clips", type=int, default=1800,
                    help="val clips the decision settings are chosen on (the first --val-clips of them pick the epoch)")
     p.add_argument("--epochs", type=int, default=24)
     p.add_argument("--max-minutes", type=float, default=26.0, help="stop training after this much wall time")
@@ -93,10 +93,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--delays-ms", type=float, nargs="+", default=(0, 200),
                    help="delay lines: the input again this many ms later, as extra channels (0 first)")
     p.add_argument("--pool", type=int, default=2, help="sum-pool conv3's map by this factor before the hidden layer")
-    p.add_argument("--motion-dirs", type=int, default=8,
+    p.add_argument("--motion-dirs", type=int, default=4,
                    help="direction channels of the motion stage (0: no motion stage, ON/OFF channels)")
     p.add_argument("--motion-window-ms", type=float, default=150.0, help="how far back the motion stage looks")
-    p.add_argument("--motion-polarity", type=int, default=0, choices=(0, 1),
+    p.add_argument("--motion-polarity", type=int, default=1, choices=(0, 1),
                    help="1: the motion stage keeps the events' polarity (direction channels × ON/OFF)")
     p.add_argument("--channels", type=int, nargs=3, default=(8, 16, 32), metavar=("C1", "C2", "C3"),
                    help="output channels of the three conv layers")
