@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
-from apps.gesture.render import GESTURES, LABELS, SceneOptions, make_sprite, render_clip
+from apps.gesture.render import GESTURES, LABELS, CameraNoise, SceneOptions, make_sprite, render_clip
 
 CLEAN = SceneOptions(distractor_prob=0.0, noise_sigma=(0.0, 0.0), flicker_prob=0.0, shake_prob=0.0, blur_prob=0.0,
                      clutter_prob=0.0)
@@ -128,6 +129,45 @@ def test_sprite_is_a_textured_mask():
     tex, alpha = make_sprite(np.random.default_rng(0), 120.0, 20.0, kind="hand")
     assert tex.shape == alpha.shape == (128, 128)
     assert 0.0 <= alpha.min() and alpha.max() <= 1.0 and 0.05 < alpha.mean() < 0.6
+
+
+def test_camera_noise_is_white_in_space_and_time():
+    rng = np.random.default_rng(5)
+    noise = CameraNoise(rng, (48, 64))
+    frames = np.stack([noise.frame(rng) for _ in range(400)])
+    assert frames.shape == (400, 48, 64) and frames.dtype == np.float32
+    assert abs(frames.mean()) < 0.02 and abs(frames.std() - 1.0) < 0.02
+    # no two pixels of a frame share a sample (the bank holds twice a frame, read from one offset); float32 normals
+    # repeat a value now and then, a bank that wrapped within a frame would repeat thousands
+    assert all(np.unique(f).size > 0.99 * f.size for f in frames[:20])
+    # a pixel over time: uncorrelated from frame to frame, and close to normal
+    px = frames[:, 17, 23]
+    assert abs(np.corrcoef(px[:-1], px[1:])[0, 1]) < 0.15
+    d = frames[1:] - frames[:-1]
+    assert abs(d.std() - math.sqrt(2.0)) < 0.03  # independent frames: differences have twice the variance
+    flat = frames.ravel()
+    assert abs((np.abs(flat) < 1.0).mean() - 0.6827) < 0.01  # the normal's one-sigma mass
+    # neighbours within a frame are uncorrelated too
+    assert abs(np.corrcoef(frames[:, :, :-1].ravel(), frames[:, :, 1:].ravel())[0, 1]) < 0.02
+    with pytest.raises(ValueError):
+        noise.frame(rng)[0, 0] = 1.0  # read-only view into the bank
+
+
+def test_noise_sigma_reaches_the_frames():
+    quiet = dataclasses.replace(CLEAN, noise_sigma=(0.0, 0.0))
+    noisy = dataclasses.replace(CLEAN, noise_sigma=(2.0, 2.0))
+    for seed in range(30):
+        a = render_clip("none", seed, 64, 48, fps=30, options=quiet)
+        if a.info["none_kind"] == "static" and a.info["noise_sigma"] == 0.0:
+            break
+    else:
+        raise AssertionError("no static none clip among the seeds")
+    b = render_clip("none", seed, 64, 48, fps=30, options=noisy)
+    sigma = b.info["noise_sigma"]
+    assert 0.4 < sigma <= 2.0  # capped at 3 % of the background level
+    diff = b.frames.astype(float) - a.frames.astype(float)
+    # rounding to whole DN adds variance 1/12 to an unrounded difference
+    assert abs(diff.std() - math.sqrt(sigma ** 2 + 1 / 12)) < 0.15 * sigma + 0.1
 
 
 def test_gesture_vocabulary():

@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from apps.training.memory import keep_freed_memory
 from graphs.gesture import INPUT_PX, LABELS, apply_stages, front_end
 from runtime.spec import dvs_spec
 from sensors.emulator import DvsConfig, emulate_frames
@@ -33,7 +34,7 @@ __all__ = [
     "build_split", "default_cache_dir", "bin_events",
 ]
 
-DATA_VERSION = 4  # bump when the renderer, emulator sampling or front end changes what a clip contains
+DATA_VERSION = 5  # bump when the renderer, emulator sampling or front end changes what a clip contains
 SPLITS = {"train": 10_000_000, "val": 20_000_000, "test": 30_000_000}  # seed ranges, disjoint
 # (width, height, weight): cheap sizes often, the large ones (DAVIS346, VGA webcam) often enough to be learnt
 SENSOR_SIZES = ((64, 64, 2.0), (96, 72, 1.0), (128, 128, 3.0), (160, 120, 2.0), (240, 180, 1.0), (346, 260, 1.0),
@@ -184,7 +185,7 @@ def build_split(split: str, n: int, *, workers: int = 2, cache_dir: Path | None 
     jobs = [(split, i) for i in range(start, start + n)]
     results: list = []
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=keep_freed_memory) as pool:
             for r in pool.map(_make_clip_arrays, jobs, chunksize=4):
                 results.append(r)
                 if progress is not None:

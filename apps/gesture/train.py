@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from apps.training.averaging import WeightAverage
+from apps.training.memory import keep_freed_memory
 from graphs.gesture import INPUT_PX, LABELS, WEIGHTS_PATH, default_gates, topology
 from graphs.motion import MotionDirections, directions_of
 from graphs.network import save_network
@@ -494,26 +495,6 @@ def plot_confusion(conf: np.ndarray, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _keep_freed_memory() -> None:
-    """Ask glibc to keep freed tensor buffers (up to 32 MB each) instead of returning them to the kernel: every
-    training step allocates the same large tensors again, and re-faulting their pages cost more CPU time than
-    the arithmetic (measured: 0.42 → 0.31 CPU s per step). No effect where glibc is absent."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-        libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
-        libc.mallopt(m_trim_threshold, 1 << 34)
-        libc.mallopt(m_top_pad, 256 * 1024 * 1024)
-    except (OSError, AttributeError):
-        return
-
-
 # -- main ------------------------------------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -524,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not 0.0 <= args.ema < 1.0:
         raise SystemExit(f"--ema: expected a decay in [0, 1), got {args.ema}")
-    _keep_freed_memory()
+    keep_freed_memory()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seed)
