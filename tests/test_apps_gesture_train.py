@@ -148,6 +148,35 @@ def test_batcher_feeds_the_motion_stage_output_on_its_direction_channels():
     assert np.array_equal(x[:, 0].reshape(8, -1), bin_events(mt, ma, 50_000, 8, 4 * INPUT_PX * INPUT_PX))
 
 
+def test_batches_made_on_threads_equal_batches_made_in_order():
+    """The random draws (augmentation, gate choice) stay in the calling thread in a fixed order; only the
+    deterministic gates and motion stage run on the threads, so a batch is the same whatever the thread count."""
+    from apps.gesture.dataset import ClipSet
+    from graphs.motion import MotionDirections
+
+    rng = np.random.default_rng(4)
+    lens = rng.integers(500, 3000, 12)
+    ts, addrs = [], []
+    for n in lens:
+        ts.append(np.sort(rng.integers(0, 2_000_000, n)).astype(np.int64))
+        addrs.append(rng.integers(0, 2 * HW, n).astype(np.int32))
+    k = len(lens)
+    clips = ClipSet("x", np.concatenate(ts), np.concatenate(addrs), np.concatenate([[0], np.cumsum(lens)]),
+                    (np.arange(k) % len(LABELS)).astype(np.int8), np.full(k, 500_000), np.full(k, 1_300_000),
+                    np.full(k, 2_000_000), np.full(k, 32), np.full(k, 32), np.full(k, 30.0, np.float32), lens)
+    made = []
+    for threads in (1, 2, 3):
+        b = Batcher(clips, 50_000, 2_000_000, gates=default_gates(), motion=MotionDirections(4, polarity=1),
+                    threads=threads)
+        draw = np.random.default_rng(9)
+        made.append([b.batch(idx, draw, gate_prob=0.5) for idx in ([0, 3, 5, 7, 9, 11], [1, 2, 4, 6, 8, 10])])
+    for other in made[1:]:
+        for got, want in zip(other, made[0]):
+            assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    x = made[0][0][0]
+    assert x.shape == (40, 6, 8, INPUT_PX, INPUT_PX) and x.sum() > 0
+
+
 def test_decision_calibration_finds_evidence_settings_that_answer_more_clips_right():
     """Clips of two labels: swipe_left's neuron fires 6 spikes in a burst, zoom_in's only 2. With the learned gain
     and `none` prior only a threshold can be chosen, and the zoom clips end as `none`; searching the gain, the

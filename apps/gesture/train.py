@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
@@ -116,6 +117,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="loss weight of the per-clip count cross-entropy (added to the per-bin one)")
     p.add_argument("--spatial-gate-rel", type=float, default=1.5,
                    help="the spatial gate's rel_threshold (a tile passes when busier than this × the mean tile)")
+    p.add_argument("--temporal-gate-min", type=int, default=4,
+                   help="the temporal gate's min_events (a 10 ms window passes when it holds this many events)")
     p.add_argument("--gate-prob", type=float, default=0.5, help="fraction of training samples seen through the gates")
     p.add_argument("--workers", type=int, default=2, help="processes making clips")
     p.add_argument("--threads", type=int, default=2,
@@ -140,20 +143,30 @@ class Batcher:
     """Turns clips into dense (T, B, C, H, W) bins with per-bin targets, augmenting when asked; ``batch`` also
     gives the sensor events per bin before the gates, (T, B), for a gain that counts those."""
 
-    def __init__(self, clips: ClipSet, bin_us: int, clip_us: int, gates=None, motion=None):
+    def __init__(self, clips: ClipSet, bin_us: int, clip_us: int, gates=None, motion=None, threads: int = 1):
         self.clips = clips
         self.bin_us = int(bin_us)
         self.n_bins = int(clip_us) // int(bin_us)
         self.gates = gates
         self.motion = motion  # a graphs.motion.MotionDirections (the graph's stage after the gates) or None
         self.channels = motion.channels if motion is not None else 2
+        self.threads = max(1, int(threads))
 
     def sample(self, i: int, rng: np.random.Generator | None, gate: bool):
+        return self._finish(self._draw(i, rng), gate)
+
+    def _draw(self, i: int, rng: np.random.Generator | None):
+        """The clip's events after augmentation: every random draw of a sample happens here, in order."""
         t, addr = self.clips.events(i)
         label = int(self.clips.label[i])
         onset, offset = int(self.clips.onset_us[i]), int(self.clips.offset_us[i])
         if rng is not None:
             t, addr, label, onset, offset = _augment(t, addr, label, onset, offset, rng)
+        return t, addr, label, onset, offset
+
+    def _finish(self, drawn, gate: bool):
+        """The deterministic rest (gates, motion stage: numba kernels that release the GIL)."""
+        t, addr, label, onset, offset = drawn
         k = t // self.bin_us  # the sensor events per bin before the gates (what a "sensor" input gain counts)
         sensor = np.bincount(k[(k >= 0) & (k < self.n_bins)], minlength=self.n_bins).astype(np.float32)
         if gate and self.gates:
@@ -176,14 +189,22 @@ class Batcher:
         return tgt
 
     def batch(self, idx: Sequence[int], rng: np.random.Generator | None, gate_prob: float):
-        xs, tg, labels, sensor = [], [], [], []
-        for i in idx:
+        jobs = []
+        for i in idx:  # the random draws in a fixed order, so threads change nothing in what a batch holds
             gate = rng.random() < gate_prob if rng is not None else gate_prob >= 0.5
-            t, addr, label, onset, offset, counts = self.sample(int(i), rng, gate)
-            xs.append(bin_events(t, addr, self.bin_us, self.n_bins, self.channels * INPUT_PX * INPUT_PX))
-            tg.append(self.targets(label, onset, offset))
-            labels.append(label)
-            sensor.append(counts)
+            jobs.append((self._draw(int(i), rng), gate))
+
+        def finish(job):
+            t, addr, label, onset, offset, counts = self._finish(*job)
+            x = bin_events(t, addr, self.bin_us, self.n_bins, self.channels * INPUT_PX * INPUT_PX)
+            return x, self.targets(label, onset, offset), label, counts
+
+        if self.threads > 1 and len(jobs) > 1:  # torch's threads are idle while a batch is made
+            with ThreadPoolExecutor(self.threads) as pool:
+                done = list(pool.map(finish, jobs))
+        else:
+            done = [finish(j) for j in jobs]
+        xs, tg, labels, sensor = (list(c) for c in zip(*done)) if done else ([], [], [], [])
         x = np.stack(xs, axis=1).reshape(self.n_bins, len(idx), self.channels, INPUT_PX, INPUT_PX)
         return x, np.stack(tg, axis=1), np.array(labels), np.stack(sensor, axis=1)
 
@@ -534,7 +555,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         val, test = val.subset(range(min(len(val), args.eval_limit))), test.subset(range(min(len(test), args.eval_limit)))
     say(f"clips ready in {t_data:.0f} s: train {len(train)}, val {len(val)}, test {len(test)}")
 
-    gates = default_gates({"spatial": {"rel_threshold": args.spatial_gate_rel}})
+    gates = default_gates({"spatial": {"rel_threshold": args.spatial_gate_rel},
+                           "temporal": {"min_events": args.temporal_gate_min}})
     motion = (MotionDirections(args.motion_dirs, window_us=int(args.motion_window_ms * 1000),
                                polarity=args.motion_polarity)
               if args.motion_dirs else None)
@@ -554,8 +576,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     none_bias = torch.nn.Parameter(torch.tensor(float(dcfg.none_bias)))
     params = list(model.parameters()) + [beta, none_bias]
     opt = torch.optim.Adam(params, lr=args.lr)
-    tb = Batcher(train, args.bin_us, args.clip_us, gates, motion)
-    vb = Batcher(val, args.bin_us, args.clip_us, gates, motion)
+    tb = Batcher(train, args.bin_us, args.clip_us, gates, motion, threads=args.threads)
+    vb = Batcher(val, args.bin_us, args.clip_us, gates, motion, threads=args.threads)
     steps_per_epoch = max(1, len(train) // args.batch)
     total_steps = steps_per_epoch * args.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total_steps, pct_start=0.1)
@@ -644,7 +666,7 @@ def _calibration_clips(args, gates, motion, val: ClipSet, vb: Batcher, val_all: 
     if n == len(val):
         return val, vb
     cal = val_all.subset(range(n))
-    return cal, Batcher(cal, vb.bin_us, vb.n_bins * vb.bin_us, gates, motion)
+    return cal, Batcher(cal, vb.bin_us, vb.n_bins * vb.bin_us, gates, motion, threads=vb.threads)
 
 
 def _decide_and_test(model, vb: Batcher, counts: list, val: ClipSet, test: ClipSet, base: DecisionConfig, args,
@@ -655,7 +677,7 @@ def _decide_and_test(model, vb: Batcher, counts: list, val: ClipSet, test: ClipS
     say(f"decision settings on val ({time.perf_counter() - t0:.0f} s): tau {dec_cfg.tau_us / 1e3:.0f} ms, beta "
         f"{dec_cfg.beta:.3f}, none_bias {dec_cfg.none_bias}, p_on {dec_cfg.p_on}, p_off {dec_cfg.p_off}, rise "
         f"{dec_cfg.rise} ({len(counts)} clips, val acc {val_acc:.3f})")
-    teb = Batcher(test, vb.bin_us, vb.n_bins * vb.bin_us, gates, motion)
+    teb = Batcher(test, vb.bin_us, vb.n_bins * vb.bin_us, gates, motion, threads=vb.threads)
     test_on = evaluate(model, teb, dec_cfg, gate_prob=1.0)
     test_off = evaluate(model, teb, dec_cfg, gate_prob=0.0)
     say(f"test accuracy (training framework, {vb.bin_us // 1000} ms bins, {len(test)} clips): gates on "
@@ -690,7 +712,7 @@ def recalibrate(args, say) -> int:
     if args.eval_limit is not None:
         val, test = val.subset(range(min(len(val), args.eval_limit))), test.subset(range(min(len(test), args.eval_limit)))
     bin_us = int(topo["bin_us"])
-    vb = Batcher(val, bin_us, args.clip_us, net.gates, net.motion)  # the window the trainer evaluated
+    vb = Batcher(val, bin_us, args.clip_us, net.gates, net.motion, threads=args.threads)  # as the trainer evaluated
     counts: list = []
     evaluate(model, vb, base, gate_prob=1.0, counts_out=counts)
     dec_cfg, val_acc, test_on, test_off = _decide_and_test(model, vb, counts, val, test, base, args, net.gates,

@@ -10,7 +10,7 @@ from numba import njit
 RENORM = 30.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def temporal_gate(t, wm, final, window_us, min_events, rel, beta, wst, fst, keep):
     """Decide every window ``[k·W, (k+1)·W)`` that the watermark ``wm`` has closed (all of them if ``final``).
 
@@ -52,7 +52,7 @@ def temporal_gate(t, wm, final, window_us, min_events, rel, beta, wst, fst, keep
     return i, kept, ops
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def tiles_of(a, height, width, tile_px, tiles_x):
     """Tile index of each flat address over (C, height, width) (channels share tiles)."""
     n = a.shape[0]
@@ -66,7 +66,7 @@ def tiles_of(a, height, width, tile_px, tiles_x):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def spatial_gate(t, tile, tau_us, min_activity, rel, tile_w, act, fst, keep):
     """Per-tile running activity (exact exponential decay, time-invariant frame) and the keep decision.
 
