@@ -10,7 +10,7 @@ spiking network → early-decision sink.
     cnt = g.stage("gain_count", GainCount(17), ev)        # (gain counting sensor events) count-only channel 16
     ev  = g.stage("spatial_gate", SpatialGate(...), ev)  # attention: drop events of quiet tiles
     ev  = g.stage("temporal_gate", TemporalGate(...), ev)  # attention: drop quiet 10 ms windows
-    ev  = g.stage("motion", MotionDirections(8), ev)      # ON/OFF → 8 edge-motion direction channels
+    ev  = g.stage("motion", MotionDirections(4, polarity=1), ev)  # ON/OFF → 4 edge-motion directions × ON/OFF
     l0  = g.stage("line0", DelayLine(0, 2[, 1]), ev)      # delay lines: the directions now and
     l1  = g.stage("line1", DelayLine(1, 2[, 1]), g.stage("delay1", Delay(200_000), ev))   # 200 ms later
     spk = g.stage("snn", net.network(), l0, l1[, cnt])    # input gain, 3 conv, sum-pool, recurrent, output (LIF)
