@@ -132,7 +132,7 @@ def _training_framework(weights: Path, clips, cfg: DecisionConfig, net) -> dict:
     from apps.gesture.train import Batcher, evaluate
 
     model, topo = from_network_file(weights)
-    batcher = Batcher(clips, int(topo["bin_us"]), int(clips.duration_us.max()), net.gates, net.motion)
+    batcher = Batcher(clips, int(topo["bin_us"]), int(clips.duration_us.max()), net.gates, net.motion, threads=2)
     ev = evaluate(model, batcher, cfg, gate_prob=1.0)
     return {"accuracy": round(ev["accuracy"], 4), "per_class": ev["per_class"], "bin_us": int(topo["bin_us"]),
             "time_to_decision_ms": {k: (round(v / 1e3, 1) if v is not None else None)
