@@ -93,7 +93,7 @@ def test_tiny_training_run_writes_a_loadable_network_file(tmp_path):
                "--train-clips", "9", "--val-clips", "6", "--calib-clips", "9", "--test-clips", "9", "--epochs", "1",
                "--batch", "9",
                "--workers", "1", "--clip-us", "1000000", "--channels", "4", "8", "12", "--input-gain-ref", "300",
-               "--quiet"])
+               "--temporal-gate-min", "6", "--quiet"])
     assert rc == 0 and png.is_file()
     # the 6 epoch-picking val clips are the first of the 9 calibration clips: one val set is rendered, not two
     assert sorted(p.name.split("_")[1] for p in (tmp_path / "data").rglob("val_*")) == ["9"]
@@ -110,6 +110,7 @@ def test_tiny_training_run_writes_a_loadable_network_file(tmp_path):
     tf = meta["metrics"]["train_framework"]
     assert set(tf) == {"gates_on", "gates_off", "val_accuracy"} and len(tf["gates_on"]["confusion"]) == 9
     assert default_gates()[0].rel_threshold == net.gates[0].rel_threshold
+    assert net.gates[1].min_events == 6 != default_gates()[1].min_events  # --temporal-gate-min reaches the file
     # the default: the motion stage before the network, 4 directions in an OFF and an ON bank, two delay lines
     assert net.motion is not None and (net.motion.n_dir, net.motion.polarity, net.motion.channels) == (4, 1, 8)
     assert net.network().input_shape == (16, INPUT_PX, INPUT_PX)

@@ -2,7 +2,7 @@
 
 A training step, and every frame of a rendered clip, allocates the same large arrays again and again. By default
 glibc hands blocks over 128 kB back to the kernel when they are freed, so each new one page-faults in fresh zeroed
-memory: measured, that was 0.42 against 0.31 CPU s per gesture training step, and about 7 % of making a clip.
+memory: measured, that was 0.42 against 0.31 CPU s per gesture training step, and 4–13 % of making a clip.
 """
 
 from __future__ import annotations
