@@ -26,8 +26,13 @@ def test_bench_runs_and_reports_every_figure(tmp_path, capsys):
     assert 0 <= out["runtime"]["accuracy"] <= 1 and 0 <= out["training_framework"]["accuracy"] <= 1
     g = out["gates"]
     assert g["synaptic_ops_off"] > g["synaptic_ops_on"] > 0 and 0 < g["gated_fraction"] < 1
+    by_layer = g["ops_by_layer"]  # every layer with synapses, and they add up to the totals
+    assert set(by_layer) >= {"conv1", "conv2", "conv3", "hidden", "out"}
+    assert sum(n["off"] for n in by_layer.values()) == g["synaptic_ops_off"]
+    assert sum(n["on"] for n in by_layer.values()) == g["synaptic_ops_on"]
     assert out["ops_per_event"] > 0 and out["realtime_factor_network"] > 0
     assert out["demo"]["truth"] == ["swipe_right", "circle_cw", "zoom_in"] and out["demo"]["events"] > 1000
     assert out["videos"]["clips"] == 1 and out["videos"]["answers"][0]["true"] == "swipe_left"
     assert (tmp_path / "plots" / "gesture_confusion_runtime.png").is_file()
-    assert "held-out clips" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "held-out clips" in printed and "synaptic ops by layer" in printed and "conv3 " in printed

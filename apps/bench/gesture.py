@@ -8,7 +8,8 @@ Measured on the ``test`` split (clips the training never saw): its first 270 cli
   highest-scoring decision or ``none``) and of the **training framework** (the PyTorch model at its time bins,
   same decision rule) on the same clips, gates on; and the runtime with the attention gates off;
 * time to decision (decision time − true gesture onset) p50/p90 over correctly answered gesture clips;
-* synaptic ops per input event, gated fraction (events the gates dropped / events in), synaptic ops gates on vs off;
+* synaptic ops per input event, gated fraction (events the gates dropped / events in), synaptic ops gates on vs off,
+  in all and per layer (where the work lives bounds what input gates can save);
 * realtime factor (stream time / wall time) of the network path, and of the whole graph from sensor events
   (front end included) on the built-in demo clip and on rendered 640×480 videos through the emulator, which is
   what ``clockless replay VIDEO --app gesture`` runs (accuracy on those videos is reported too).
@@ -69,6 +70,8 @@ def run_suite(quick: bool = False, plots_dir: Path | None = None, *, n_test: int
             "synaptic_ops_on": on["ops"], "synaptic_ops_off": off["ops"],
             "ops_reduction": round(1 - on["ops"] / off["ops"], 4) if off["ops"] else None,
             "gated_fraction": round(on["gated"] / on["events"], 4) if on["events"] else None,
+            "ops_by_layer": {name: {"on": on["ops_by_layer"].get(name, 0), "off": n_off}
+                             for name, n_off in off["ops_by_layer"].items()},
         },
         "ops_per_event": round(on["ops"] / on["events"], 2) if on["events"] else None,
         "ops_per_event_gates_off": round(off["ops"] / off["events"], 2) if off["events"] else None,
@@ -84,6 +87,7 @@ def run_suite(quick: bool = False, plots_dir: Path | None = None, *, n_test: int
 def _runtime(net, clips, cfg: DecisionConfig, gates: bool) -> dict:
     true, pred, ttd, first = [], [], [], []
     ops = events = gated = 0
+    by_layer: dict[str, int] = {}
     wall = stream = 0.0
     for i in range(len(clips)):
         t, addr = clips.events(i)
@@ -100,6 +104,9 @@ def _runtime(net, clips, cfg: DecisionConfig, gates: bool) -> dict:
             # the label's first decision: earlier than the answer's when rises reported it again, more certain
             first.append(min(d["t_us"] for d in report["decisions"] if d["label"] == y) - int(clips.onset_us[i]))
         ops += report["ops"]["synaptic_ops"]
+        for key, n in report["nodes"]["snn"].items():
+            if key.startswith("synaptic_ops."):
+                by_layer[key.split(".", 1)[1]] = by_layer.get(key.split(".", 1)[1], 0) + int(n)
         events += report["input"]["events"]
         gated += report["ops"]["gated_events"]
         wall += report["wall_s"]
@@ -108,7 +115,7 @@ def _runtime(net, clips, cfg: DecisionConfig, gates: bool) -> dict:
     summary["time_to_first_decision_ms"] = {
         "p50": round(float(np.percentile(first, 50)) / 1e3, 1) if first else None,
         "p90": round(float(np.percentile(first, 90)) / 1e3, 1) if first else None, "count": len(first)}
-    return {"summary": summary, "ops": int(ops), "events": int(events), "gated": int(gated),
+    return {"summary": summary, "ops": int(ops), "ops_by_layer": by_layer, "events": int(events), "gated": int(gated),
             "wall_s": wall, "stream_s": stream, "true": true, "pred": pred, "ttd": ttd}
 
 
@@ -209,6 +216,10 @@ def _print(out: dict) -> None:
     print(f"synaptic ops per input event: gates on {out['ops_per_event']}, off {out['ops_per_event_gates_off']}; "
           f"ops gates on / off = {g['synaptic_ops_on']:,} / {g['synaptic_ops_off']:,} "
           f"(reduction {100 * (g['ops_reduction'] or 0):.1f} %), gated fraction {100 * (g['gated_fraction'] or 0):.1f} %")
+    layers = [(name, n["on"], n["off"]) for name, n in g["ops_by_layer"].items() if n["off"]]
+    total_off = sum(n for _, _, n in layers) or 1
+    print("synaptic ops by layer, share of gates off and change with gates on: " + ", ".join(
+        f"{name} {100 * n_off / total_off:.0f} % ({100 * (n_on / n_off - 1):+.0f} %)" for name, n_on, n_off in layers))
     print(f"accuracy gates on − off: {g['accuracy_delta_points']} points")
     print(f"realtime factor, network path: {out['realtime_factor_network']}×; whole graph on the demo clip: "
           f"{out['demo']['realtime_factor']}× ({out['demo']['ops_per_event']} ops per sensor event)")

@@ -14,6 +14,12 @@ MACs (counted by the front end), against Silero's MACs counted by PyTorch's Flop
 audio seconds / wall seconds, each detector on one thread. Onset delay: for each labelled speech onset that follows
 ≥ 300 ms of labelled non-speech, decision time − onset for the first decision of speech inside that segment
 (clockless: ``decided_us``; frame VADs: end of the first frame called speech); onsets missed are counted.
+
+Each set is also broken down by source (the clip name's prefix: ``ami`` far-field meeting microphones, ``cobra``
+and ``speechbrain`` close talk) and the noisy set by noise file, so a pooled figure can be traced to where it comes
+from. For the labelled onsets the bench measures how far the human label leads the sound: the delay from the label's
+onset to the first millisecond whose 10 ms power is 10 dB above the median of the 300 ms before the onset (no
+causal detector can commit before the speech is audible).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ __all__ = ["run"]
 NOISY_SNR_DB = 5.0
 QUICK_CLIPS = ("ami_ES2011a_40s-46s.wav", "cobra_sample.wav", "speechbrain_vad_valid.wav", "ami_dev01.wav")
 MIN_GAP_BEFORE_ONSET_US = 300_000
+ENERGY_RISE_DB = 10.0
 
 
 def run(quick: bool, plots_dir: Path | None, *, weights: str | Path | None = None, baselines: bool = True,
@@ -67,21 +74,28 @@ def run(quick: bool, plots_dir: Path | None, *, weights: str | Path | None = Non
         if rate != 16000:
             raise ValueError(f"{clip}: the bench expects 16 kHz labelled clips, found {rate} Hz")
         noise = noises[i % len(noises)]
+        source = clip.name.split("_", 1)[0]
         o = int(rng.integers(0, max(1, len(noise) - len(x))))
         nz = np.resize(noise[o:], len(x))
         noisy = np.clip(mix_at_snr(x, lab_ms, nz, NOISY_SNR_DB, rate), -1, 1)
         noisy_path = tmp / f"noisy_{clip.stem}.wav"
         sf.write(str(noisy_path), noisy, rate, subtype="FLOAT")
         for set_name, path, signal in (("labelled", clip, x), ("noisy_5dB", noisy_path, noisy)):
-            sets[set_name].append(_run_clip(path, signal, rate, n_frames, speech, scored, silero, tmp, build,
-                                            run_graph, AudioFileSource, read_scores, webrtc_frames,
-                                            frames_from_segments, weights))
+            row = _run_clip(path, signal, rate, n_frames, speech, scored, silero, tmp, build, run_graph,
+                            AudioFileSource, read_scores, webrtc_frames, frames_from_segments, weights)
+            row["source"] = source
+            row["noise"] = HELD_OUT_NOISE[i % len(noises)] if set_name == "noisy_5dB" else None
+            row["energy_rise_ms"] = _energy_rise_after_labels(x, rate, speech, scored) if set_name == "labelled" else []
+            sets[set_name].append(row)
 
     results: dict = {"clips": [c.name for c in clips], "noise_held_out": list(HELD_OUT_NOISE),
                      "noisy_snr_db": NOISY_SNR_DB, "weights": str(weights),
                      "silero_macs_per_s": round(silero_macs_s) if baselines else float("nan"), "sets": {}}
     for set_name, rows in sets.items():
         results["sets"][set_name] = _pool(rows, frame_metrics, silero_macs_s, baselines)
+        results["sets"][set_name]["by_source"] = _breakdown(rows, "source", frame_metrics, baselines)
+        if set_name == "noisy_5dB":
+            results["sets"][set_name]["by_noise"] = _breakdown(rows, "noise", frame_metrics, baselines)
     results["frontend"] = {"channels": model.frontend.channels, "delta_db": model.frontend.delta_db,
                            "frame_us": model.frontend.frame_us, "noise_tau_us": model.frontend.noise_tau_us,
                            "noise_margin_db": model.frontend.noise_margin_db, "floor_db": model.frontend.floor_db}
@@ -130,14 +144,8 @@ def _onset_delays(rows, name) -> dict:
     """Delay from each labelled onset (after ≥ 300 ms of scored non-speech) to the detector's first new decision
     of speech inside that speech segment. Onsets where the detector was already on are counted apart."""
     delays, missed, total, already = [], 0, 0, 0
-    gap = MIN_GAP_BEFORE_ONSET_US // 10_000
     for row in rows:
-        speech, scored = row["speech"], row["scored"]
-        starts = np.flatnonzero(np.diff(np.concatenate([[0], speech.astype(np.int8)])) == 1)
-        ends = np.flatnonzero(np.diff(np.concatenate([speech.astype(np.int8), [0]])) == -1) + 1
-        for a, b in zip(starts, ends):
-            if a < gap or speech[a - gap:a].any() or not scored[a - gap:a + 1].all():
-                continue
+        for a, b in _qualifying_onsets(row["speech"], row["scored"]):
             total += 1
             onset_us, end_us = int(a) * 10_000, int(b) * 10_000
             if name == "clockless":
@@ -162,6 +170,59 @@ def _onset_delays(rows, name) -> dict:
     out = {"onsets": total, "already_on": already, "detected": len(delays), "missed": missed}
     if delays:
         out.update(median_ms=round(float(np.median(delays)), 1), p90_ms=round(float(np.percentile(delays, 90)), 1))
+    return out
+
+
+def _qualifying_onsets(speech: np.ndarray, scored: np.ndarray):
+    """(first frame, end frame) of each labelled speech run after ≥ 300 ms of scored, labelled non-speech."""
+    gap = MIN_GAP_BEFORE_ONSET_US // 10_000
+    starts = np.flatnonzero(np.diff(np.concatenate([[0], speech.astype(np.int8)])) == 1)
+    ends = np.flatnonzero(np.diff(np.concatenate([speech.astype(np.int8), [0]])) == -1) + 1
+    return [(int(a), int(b)) for a, b in zip(starts, ends)
+            if a >= gap and not speech[a - gap:a].any() and scored[a - gap:a + 1].all()]
+
+
+def _energy_rise_after_labels(x: np.ndarray, rate: int, speech: np.ndarray, scored: np.ndarray) -> list:
+    """Per qualifying labelled onset: ms from the label's onset to the first ms (from 100 ms before it, within the
+    labelled run) whose 10 ms power is ``ENERGY_RISE_DB`` above the median of the 300 ms before the onset; None
+    where the power never rises that far."""
+    n_ms = len(x) * 1000 // rate
+    edges = (np.arange(n_ms + 1) * rate) // 1000
+    c = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
+    per_ms = (c[edges[1:]] - c[edges[:-1]]) / np.maximum(np.diff(edges), 1)
+    db = 10 * np.log10(np.convolve(per_ms, np.ones(10) / 10, mode="same") + 1e-20)
+    out = []
+    for a, b in _qualifying_onsets(speech, scored):
+        a_ms, b_ms = a * 10, min(b * 10, n_ms)
+        base = float(np.median(db[a_ms - MIN_GAP_BEFORE_ONSET_US // 1000:a_ms - 20]))
+        lo = a_ms - 100
+        above = np.flatnonzero(db[lo:b_ms] > base + ENERGY_RISE_DB)
+        out.append(int(above[0]) - 100 if above.size else None)
+    return out
+
+
+def _breakdown(rows, key: str, frame_metrics, baselines: bool) -> dict:
+    """Balanced accuracy, F1 and onset delay per group of clips (``row[key]``), clockless next to Silero."""
+    out = {}
+    for group in sorted({r[key] for r in rows}):
+        part = [r for r in rows if r[key] == group]
+        keep = np.concatenate([r["scored"] for r in part])
+        labels = np.concatenate([r["speech"] for r in part])[keep]
+        entry = {"clips": len(part), "frames": int(keep.sum()), "detectors": {}}
+        rise = [v for r in part for v in r["energy_rise_ms"]]
+        if rise:
+            heard = [v for v in rise if v is not None]
+            entry["label_to_energy_rise_ms"] = {"onsets": len(rise), "never": len(rise) - len(heard),
+                                                "median": float(np.median(heard)) if heard else None}
+        for name in ("clockless", "silero") if baselines else ("clockless",):
+            dec = np.concatenate([r[name]["dec"] for r in part])[keep]
+            score = np.concatenate([r[name]["score"] for r in part])[keep]
+            m = frame_metrics(labels, dec, score)
+            o = _onset_delays(part, name)
+            entry["detectors"][name] = {"balanced_accuracy": round(float(m["balanced_accuracy"]), 4),
+                                        "f1": round(float(m["f1"]), 4), "onset_median_ms": o.get("median_ms"),
+                                        "onsets_detected": o["detected"], "onsets": o["onsets"]}
+        out[group] = entry
     return out
 
 
@@ -233,6 +294,22 @@ def _print(results: dict) -> None:
               f" → Silero / SNN = {r['silero_macs_over_snn_synaptic_ops']:.0f}×, Silero / (front end + SNN) = "
               f"{r['silero_macs_over_frontend_plus_snn']:.1f}×")
         print("goals: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in s["goals"].items()))
+    for set_name, s in results["sets"].items():
+        for by in ("by_source", "by_noise"):
+            if by not in s:
+                continue
+            print(f"\n[{set_name}, {by.replace('_', ' ')}] balanced accuracy / F1 / median onset ms (detected of onsets)")
+            for group, e in s[by].items():
+                parts = [f"{name} {d['balanced_accuracy']:.3f} / {d['f1']:.3f} / {_ms(d['onset_median_ms'])} "
+                         f"({d['onsets_detected']} of {d['onsets']})" for name, d in e["detectors"].items()]
+                rise = e.get("label_to_energy_rise_ms")
+                if rise:
+                    parts.append(f"sound {ENERGY_RISE_DB:.0f} dB up {_ms(rise['median'])} ms after the label (median)")
+                print(f"  {group:<34}" + "; ".join(parts))
+
+
+def _ms(v) -> str:
+    return "–" if v is None else f"{v:.0f}"
 
 
 def _plot(sets, plots_dir: Path, frame_metrics, baselines: bool) -> None:
