@@ -106,7 +106,8 @@ def _runtime(net, clips, cfg: DecisionConfig, gates: bool) -> dict:
         ops += report["ops"]["synaptic_ops"]
         for key, n in report["nodes"]["snn"].items():
             if key.startswith("synaptic_ops."):
-                by_layer[key.split(".", 1)[1]] = by_layer.get(key.split(".", 1)[1], 0) + int(n)
+                layer = key.removeprefix("synaptic_ops.")
+                by_layer[layer] = by_layer.get(layer, 0) + int(n)
         events += report["input"]["events"]
         gated += report["ops"]["gated_events"]
         wall += report["wall_s"]

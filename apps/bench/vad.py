@@ -186,11 +186,10 @@ def _energy_rise_after_labels(x: np.ndarray, rate: int, speech: np.ndarray, scor
     """Per qualifying labelled onset: ms from the label's onset to the first ms (from 100 ms before it, within the
     labelled run) whose 10 ms power is ``ENERGY_RISE_DB`` above the median of the 300 ms before the onset; None
     where the power never rises that far."""
-    n_ms = len(x) * 1000 // rate
-    edges = (np.arange(n_ms + 1) * rate) // 1000
-    c = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
-    per_ms = (c[edges[1:]] - c[edges[:-1]]) / np.maximum(np.diff(edges), 1)
-    db = 10 * np.log10(np.convolve(per_ms, np.ones(10) / 10, mode="same") + 1e-20)
+    from apps.vad.data import _frame_power_ms
+
+    db = 10 * np.log10(_frame_power_ms(x, rate, win_ms=10) + 1e-20)
+    n_ms = db.shape[0]
     out = []
     for a, b in _qualifying_onsets(speech, scored):
         a_ms, b_ms = a * 10, min(b * 10, n_ms)
