@@ -4,6 +4,8 @@ autograd."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -70,6 +72,17 @@ def _with_delay_lines(ev):
     return out[np.argsort(out["t"], kind="stable")]
 
 
+def _engine_counts(net, fed, channels):
+    """Output spikes of the engine per (bin, label) on the events ``fed`` (delay lines already added), and its
+    final state."""
+    fed = fed[fed["t"] < T * CFG.bin_us]
+    spikes, state, _ = run_stage(net, spike_spec((channels, INPUT_PX, INPUT_PX)),
+                                 cut_at(fed, [], t_end_us=T * CFG.bin_us))
+    engine = np.zeros((T, 9))
+    np.add.at(engine, (spikes["t"] // CFG.bin_us, spikes["addr"]), 1)
+    return engine, state
+
+
 @pytest.mark.parametrize("seed,cfg", [(0, CFG), (1, CFG), (0, POOLED)])
 def test_binned_model_equals_event_driven_engine_on_bin_boundaries(seed, cfg):
     m = _model(seed, cfg=cfg)
@@ -78,12 +91,7 @@ def test_binned_model_equals_event_driven_engine_on_bin_boundaries(seed, cfg):
         out, rec = m(_dense(ev), record=True)
     topo, arrays = _topology(m)
     net = network_from_topology(topo, arrays)
-    fed = _with_delay_lines(ev)
-    fed = fed[fed["t"] < T * CFG.bin_us]
-    spikes, state, _ = run_stage(net, spike_spec((2 * len(CFG.delays_bins), INPUT_PX, INPUT_PX)),
-                                 cut_at(fed, [], t_end_us=T * CFG.bin_us))
-    engine = np.zeros((T, 9))
-    np.add.at(engine, (spikes["t"] // CFG.bin_us, spikes["addr"]), 1)
+    engine, state = _engine_counts(net, _with_delay_lines(ev), 2 * len(CFG.delays_bins))
     assert out.sum() > 5  # the check means something only if the network spikes
     assert np.array_equal(engine, out[:, 0].numpy())
     counters = net.counters(state)
@@ -160,11 +168,27 @@ def test_gain_counting_sensor_events_equals_the_engine_with_a_count_channel():
     count_ev = sensor.copy()
     count_ev["addr"] = channels * INPUT_PX * INPUT_PX + count_ev["addr"] % (INPUT_PX * INPUT_PX)
     fed = np.concatenate([_with_delay_lines(kept), count_ev])
-    fed = fed[np.argsort(fed["t"], kind="stable")]
-    fed = fed[fed["t"] < T * CFG.bin_us]
-    spikes, _, _ = run_stage(net, spike_spec((channels + 1, INPUT_PX, INPUT_PX)),
-                             cut_at(fed, [], t_end_us=T * CFG.bin_us))
-    engine = np.zeros((T, 9))
-    np.add.at(engine, (spikes["t"] // CFG.bin_us, spikes["addr"]), 1)
+    engine, _ = _engine_counts(net, fed[np.argsort(fed["t"], kind="stable")], channels + 1)
+    assert out.sum() > 5
+    assert np.array_equal(engine, out[:, 0].numpy())
+
+
+def test_gain_counting_input_events_equals_the_engine():
+    """The default gain counts every event that reaches the network, delay lines included: the model (which
+    applies conv1 to the input once and shifts each line's part, see GestureSNN._conv1_lines) and the engine
+    (which is fed the delayed copies) give the same spikes on bin boundaries."""
+    from apps.gesture.model import gain_of
+
+    cfg = ModelConfig(c1=4, c2=8, c3=8, hidden=16, bin_us=10_000, delays_bins=(0, 3), gain_ref=300.0,
+                      gain_tau_us=40_000.0, gain_count="input")
+    m = _model(4, gain=2.0, cfg=cfg)
+    ev = _events(4, n=6000)
+    with torch.no_grad():
+        out = m(_dense(ev))
+        assert not torch.equal(out, _model(4, gain=2.0, cfg=replace(cfg, gain_ref=100.0))(_dense(ev)))
+    topo, arrays = _topology(m)
+    topo["input_gain"] = gain_of(cfg).to_dict()
+    net = network_from_topology(topo, arrays)
+    engine, _ = _engine_counts(net, _with_delay_lines(ev), 2 * len(CFG.delays_bins))
     assert out.sum() > 5
     assert np.array_equal(engine, out[:, 0].numpy())
