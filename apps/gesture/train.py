@@ -75,7 +75,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-clips", type=int, default=900)
     p.add_argument("--calib-clips", type=int, default=1800,
                    help="val clips the decision settings are chosen on (the first --val-clips of them pick the epoch)")
-    p.add_argument("--epochs", type=int, default=24)
+    p.add_argument("--epochs", type=int, default=32)
     p.add_argument("--max-minutes", type=float, default=26.0, help="stop training after this much wall time")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
