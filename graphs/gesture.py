@@ -193,11 +193,13 @@ def default_gates(config: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
 def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] = (8, 16, 32), hidden: int = 128,
              conv3_stride: int = 2, delays_us: Sequence[int] = (0,), gates: Sequence[Any] | None = None,
              meta: Mapping[str, Any] | None = None, pool: int = 1, motion: MotionDirections | None = None,
-             input_gain: InputGain | None = None) -> dict:
+             input_gain: InputGain | None = None, channel_gates: Mapping[str, float] | None = None) -> dict:
     """The gesture network's topology in the ``graphs.network`` file format: three convolutions (5×5 stride 2,
     3×3 stride 2, 3×3 stride ``conv3_stride``) of LIF neurons, optionally a ``pool``×``pool`` sum-pool, a recurrent
     LIF layer (feedback one training bin
-    later) and one LIF output neuron per label; threshold 1, reset by subtraction, one time constant per layer."""
+    later) and one LIF output neuron per label; threshold 1, reset by subtraction, one time constant per layer.
+    ``channel_gates``: conv layer name → the time constant (µs) of its trained channel gate (arrays
+    ``NAME.gate_weight``, ``NAME.gate_bias``)."""
     taus = [float(t) for t in taus_us]
     if len(taus) != 5:
         raise ValueError(f"gesture topology: expected 5 time constants (one per layer), got {len(taus)}")
@@ -213,6 +215,14 @@ def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] =
     pooling = ([{"name": "pool", "type": "sumpool2d", "kernel_size": int(pool), "stride": int(pool), "neuron": None}]
                if int(pool) > 1 else [])
     n_in = (motion.channels if motion is not None else 2) * len(delays_us)
+    cgates = dict(channel_gates or {})
+    unknown = set(cgates) - {"conv1", "conv2", "conv3"}
+    if unknown:
+        raise ValueError(f"gesture topology: channel gates go on conv1, conv2 or conv3, got {sorted(unknown)}")
+
+    def gate(name: str) -> dict:
+        return {"channel_gate": {"tau_us": float(cgates[name])}} if name in cgates else {}
+
     return {
         "format": "clockless.snn", "version": 1, "name": "gesture", "input": {"shape": [n_in, INPUT_PX, INPUT_PX]},
         "bin_us": int(bin_us), "labels": list(LABELS),
@@ -220,12 +230,12 @@ def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] =
         **({"input_gain": input_gain.to_dict()} if input_gain is not None else {}),
         "layers": [
             {"name": "conv1", "type": "conv2d", "in_channels": n_in, "out_channels": c1, "kernel_size": 5, "stride": 2,
-             "padding": 2, "neuron": lif(0)},
+             "padding": 2, "neuron": lif(0), **gate("conv1")},
             {"name": "conv2", "type": "conv2d", "in_channels": c1, "out_channels": c2, "kernel_size": 3, "stride": 2,
-             "padding": 1, "neuron": lif(1)},
+             "padding": 1, "neuron": lif(1), **gate("conv2")},
             {"name": "conv3", "type": "conv2d", "in_channels": c2, "out_channels": c3, "kernel_size": 3,
              "stride": int(conv3_stride),
-             "padding": 1, "neuron": lif(2)},
+             "padding": 1, "neuron": lif(2), **gate("conv3")},
             *pooling,
             {"name": "flatten", "type": "flatten"},
             {"name": "hidden", "type": "linear", "in_features": flat, "out_features": int(hidden), "recurrent": True,
@@ -275,8 +285,18 @@ class GestureNet:
         self.gates = tuple(net.input_gates)
         self.net = replace(net, input_gates=())  # the gates run as stages, before the delay lines
 
-    def network(self, name: str = "snn") -> Network:
-        return replace(self.net, name=name)
+    def network(self, name: str = "snn", channel_gates: bool = True) -> Network:
+        """The engine network; ``channel_gates=False``: without the channel gates of its layers (gates off)."""
+        net = replace(self.net, name=name)
+        if channel_gates:
+            return net
+        return replace(net, layers=tuple(replace(layer, channel_gate=None) if getattr(layer, "channel_gate", None)
+                                         else layer for layer in net.layers))
+
+    @property
+    def channel_gated(self) -> tuple[str, ...]:
+        """Names of the layers with a channel gate."""
+        return tuple(layer.name for layer in self.net.layers if getattr(layer, "channel_gate", None) is not None)
 
 
 def load_network_file(path: str | Path | None = None) -> GestureNet:
@@ -307,7 +327,8 @@ def build(source: Any, weights: str | Path | GestureNet | None = None, gates: bo
 def add_core(g: Graph, ev: str, net: GestureNet, *, gates: bool = True,
              decision: Mapping[str, Any] | None = None) -> str:
     """Add gates → motion directions (when the network file has ``meta.motion``) → delay lines → network →
-    decision sink behind node ``ev`` (a (2, 32, 32) spike stream).
+    decision sink behind node ``ev`` (a (2, 32, 32) spike stream). ``gates=False`` leaves out the input gates and
+    the network's channel gates.
 
     Delay line k re-sends every spike of the C-channel map ``delays_us[k]`` later as channels kC … kC + C - 1 of
     the network input, so the first layer sees what moves now and what moved then, like a synaptic delay line."""
@@ -329,7 +350,7 @@ def add_core(g: Graph, ev: str, net: GestureNet, *, gates: bool = True,
         lines.append(line)
     if sensor_gain:  # the input gain counts what the sensor sent, so what the gates drop costs nothing downstream
         lines.append(g.stage("gain_count", GainCount(int(net.net.input_shape[0]) + 1), before_gates))
-    spk = g.stage("snn", net.network(), *lines)
+    spk = g.stage("snn", net.network(channel_gates=gates), *lines)
     dcfg = DecisionConfig(**{**net.decision, **dict(decision or {})})
     return g.sink("decide", GestureDecision(net.labels, dcfg), spk)
 

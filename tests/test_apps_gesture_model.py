@@ -57,7 +57,8 @@ def _topology(m):
     taus = arrays.pop("tau_us")
     delays = [d * CFG.bin_us for d in CFG.delays_bins]
     return topology(taus, bin_us=CFG.bin_us, channels=(CFG.c1, CFG.c2, CFG.c3), hidden=CFG.hidden, gates=(),
-                    delays_us=delays, pool=m.cfg.pool), arrays
+                    delays_us=delays, pool=m.cfg.pool,
+                    channel_gates={n: m.cfg.gate_tau_us for n in m.cfg.channel_gates}), arrays
 
 
 def _with_delay_lines(ev):
@@ -192,3 +193,37 @@ def test_gain_counting_input_events_equals_the_engine():
     engine, _ = _engine_counts(net, _with_delay_lines(ev), 2 * len(CFG.delays_bins))
     assert out.sum() > 5
     assert np.array_equal(engine, out[:, 0].numpy())
+
+
+def test_channel_gates_give_the_engines_spikes_on_bin_boundaries():
+    """Trained channel gates on conv2 and conv3 (the engine's ChannelGate: running spike count per channel,
+    score w·r/mean + b): with gates on, the model's spikes and each layer's kept spikes are the engine's; with
+    gates off, the model equals the engine without the gates; the gates drop spikes (so both checks bite)."""
+    from graphs.gesture import GestureNet
+
+    cfg = replace(POOLED, channel_gates=("conv2", "conv3"), gate_tau_us=30_000.0)
+    m = _model(5, gain=1.6, cfg=cfg)
+    rng = np.random.default_rng(5)
+    with torch.no_grad():
+        for name in cfg.channel_gates:
+            m.gate_w[name].copy_(torch.from_numpy(rng.uniform(0.5, 2.0, m.gate_w[name].shape[0])))
+            m.gate_b[name].copy_(torch.from_numpy(rng.uniform(-2.2, 0.0, m.gate_b[name].shape[0])))
+    ev = _events(5, n=5000)
+    topo, arrays = _topology(m)
+    assert [d.get("channel_gate") for d in topo["layers"][:3]] == [None, {"tau_us": 30_000.0}, {"tau_us": 30_000.0}]
+    topo["meta"]["delays_us"] = [d * CFG.bin_us for d in CFG.delays_bins]
+    gated = GestureNet(network_from_topology(topo, arrays), topo["meta"])
+    channels = 2 * len(CFG.delays_bins)
+    for on in (True, False):
+        with torch.no_grad():
+            out, rec = m(_dense(ev), record=True, gates_on=torch.tensor([on]))
+        engine, state = _engine_counts(gated.network(channel_gates=on), _with_delay_lines(ev), channels)
+        assert out.sum() > 5
+        assert np.array_equal(engine, out[:, 0].numpy())
+        counters = gated.network(channel_gates=on).counters(state)
+        for name, r in zip(("conv1", "conv2", "conv3", "hidden", "out"), rec):
+            assert counters[f"spikes.{name}"] == int(r.sum())
+        for name in cfg.channel_gates:
+            s, kept = m.gate_record[name]
+            assert counters.get(f"gated_events.{name}", 0) == int(s.sum() - kept.sum())
+            assert (counters.get(f"gated_events.{name}", 0) > 0.1 * int(s.sum())) == on

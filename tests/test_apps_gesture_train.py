@@ -93,7 +93,8 @@ def test_tiny_training_run_writes_a_loadable_network_file(tmp_path):
                "--train-clips", "9", "--val-clips", "6", "--calib-clips", "9", "--test-clips", "9", "--epochs", "1",
                "--batch", "9",
                "--workers", "1", "--clip-us", "1000000", "--channels", "4", "8", "12", "--input-gain-ref", "300",
-               "--temporal-gate-min", "6", "--quiet"])
+               "--temporal-gate-min", "6", "--channel-gates", "conv3", "--gate-keep", "0.6", "--gate-tau-ms", "80",
+               "--quiet"])
     assert rc == 0 and png.is_file()
     # the 6 epoch-picking val clips are the first of the 9 calibration clips: one val set is rendered, not two
     assert sorted(p.name.split("_")[1] for p in (tmp_path / "data").rglob("val_*")) == ["9"]
@@ -105,6 +106,11 @@ def test_tiny_training_run_writes_a_loadable_network_file(tmp_path):
     model, _ = from_network_file(out)
     assert model.cfg.gain_ref == pytest.approx(300.0)  # the training framework reads the same gain back
     assert net.labels == LABELS and [type(g).__name__ for g in net.gates] == ["SpatialGate", "TemporalGate"]
+    # --channel-gates: a trained channel gate on conv3 in the file, read back by both sides, off when gates are off
+    assert net.channel_gated == ("conv3",) and model.cfg.channel_gates == ("conv3",)
+    gate = net.network().layer("conv3").channel_gate
+    assert gate.tau_us == 80_000.0 and np.array_equal(gate.bias, model.gate_b["conv3"].detach().numpy())
+    assert all(layer.channel_gate is None for layer in net.network(channel_gates=False).layers if hasattr(layer, "channel_gate"))
     meta = json.loads(out.with_suffix(".json").read_text())["meta"]
     assert set(meta["decision"]) >= {"p_on", "p_off", "beta", "none_bias", "tau_us"}
     tf = meta["metrics"]["train_framework"]
@@ -142,7 +148,7 @@ def test_batcher_feeds_the_motion_stage_output_on_its_direction_channels():
                     np.array([n]))
     motion = MotionDirections(4)
     b = Batcher(clips, 50_000, 400_000, gates=(), motion=motion)
-    x, _, _, _ = b.batch([0], None, gate_prob=0.0)
+    x, _, _, _, _ = b.batch([0], None, gate_prob=0.0)
     assert x.shape == (8, 1, 4, INPUT_PX, INPUT_PX)
     mt, ma = directions_of(motion, t, addr, INPUT_PX)
     assert 0 < mt.shape[0] < n

@@ -8,8 +8,9 @@ Measured on the ``test`` split (clips the training never saw): its first 270 cli
   highest-scoring decision or ``none``) and of the **training framework** (the PyTorch model at its time bins,
   same decision rule) on the same clips, gates on; and the runtime with the attention gates off;
 * time to decision (decision time − true gesture onset) p50/p90 over correctly answered gesture clips;
-* synaptic ops per input event, gated fraction (events the gates dropped / events in), synaptic ops gates on vs off,
-  in all and per layer (where the work lives bounds what input gates can save);
+* synaptic ops per input event, gated fraction (events the input gates dropped / events in; a network file's channel
+  gates: the share of their layer's spikes they dropped), synaptic ops gates on vs off (input and channel gates
+  together), in all and per layer (where the work lives bounds what input gates can save);
 * realtime factor (stream time / wall time) of the network path, and of the whole graph from sensor events
   (front end included) on the built-in demo clip and on rendered 640×480 videos through the emulator, which is
   what ``clockless replay VIDEO --app gesture`` runs (accuracy on those videos is reported too).
@@ -70,6 +71,7 @@ def run_suite(quick: bool = False, plots_dir: Path | None = None, *, n_test: int
             "synaptic_ops_on": on["ops"], "synaptic_ops_off": off["ops"],
             "ops_reduction": round(1 - on["ops"] / off["ops"], 4) if off["ops"] else None,
             "gated_fraction": round(on["gated"] / on["events"], 4) if on["events"] else None,
+            "channel_gates": on["channel_gates"],
             "ops_by_layer": {name: {"on": on["ops_by_layer"].get(name, 0), "off": n_off}
                              for name, n_off in off["ops_by_layer"].items()},
         },
@@ -88,6 +90,8 @@ def _runtime(net, clips, cfg: DecisionConfig, gates: bool) -> dict:
     true, pred, ttd, first = [], [], [], []
     ops = events = gated = 0
     by_layer: dict[str, int] = {}
+    channel: dict[str, dict] = {}
+    channel_gated = net.channel_gated if gates else ()
     wall = stream = 0.0
     for i in range(len(clips)):
         t, addr = clips.events(i)
@@ -108,8 +112,13 @@ def _runtime(net, clips, cfg: DecisionConfig, gates: bool) -> dict:
             if key.startswith("synaptic_ops."):
                 layer = key.removeprefix("synaptic_ops.")
                 by_layer[layer] = by_layer.get(layer, 0) + int(n)
+            for what in ("spikes", "gated_events"):
+                if key.startswith(what + ".") and key.removeprefix(what + ".") in channel_gated:
+                    cg = channel.setdefault(key.removeprefix(what + "."), {"spikes": 0, "gated_events": 0})
+                    cg[what] += int(n)
         events += report["input"]["events"]
-        gated += report["ops"]["gated_events"]
+        # the input gates' drops (the network's channel gates drop spikes, counted per layer in `channel`)
+        gated += report["ops"]["gated_events"] - int(report["nodes"]["snn"].get("gated_events", 0))
         wall += report["wall_s"]
         stream += dur / 1e6
     summary = _summary(true, pred, ttd)
@@ -117,6 +126,8 @@ def _runtime(net, clips, cfg: DecisionConfig, gates: bool) -> dict:
         "p50": round(float(np.percentile(first, 50)) / 1e3, 1) if first else None,
         "p90": round(float(np.percentile(first, 90)) / 1e3, 1) if first else None, "count": len(first)}
     return {"summary": summary, "ops": int(ops), "ops_by_layer": by_layer, "events": int(events), "gated": int(gated),
+            "channel_gates": {k: {**v, "gated_fraction": round(v["gated_events"] / max(1, v["spikes"]), 4)}
+                              for k, v in channel.items()},
             "wall_s": wall, "stream_s": stream, "true": true, "pred": pred, "ttd": ttd}
 
 
@@ -216,7 +227,9 @@ def _print(out: dict) -> None:
           f"p90 {rt['time_to_first_decision_ms']['p90']} ms")
     print(f"synaptic ops per input event: gates on {out['ops_per_event']}, off {out['ops_per_event_gates_off']}; "
           f"ops gates on / off = {g['synaptic_ops_on']:,} / {g['synaptic_ops_off']:,} "
-          f"(reduction {100 * (g['ops_reduction'] or 0):.1f} %), gated fraction {100 * (g['gated_fraction'] or 0):.1f} %")
+          f"(reduction {100 * (g['ops_reduction'] or 0):.1f} %), gated fraction {100 * (g['gated_fraction'] or 0):.1f} %"
+          " of the input events" + "".join(f"; channel gate on {name}: {100 * c['gated_fraction']:.1f} % of its spikes"
+                                           for name, c in g.get("channel_gates", {}).items()))
     layers = [(name, n["on"], n["off"]) for name, n in g["ops_by_layer"].items() if n["off"]]
     total_off = sum(n for _, _, n in layers) or 1
     print("synaptic ops by layer, share of gates off and change with gates on: " + ", ".join(

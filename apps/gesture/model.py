@@ -55,6 +55,11 @@ class ModelConfig:
     gain_tau_us: float = 500_000.0
     gain_min: float = 0.5
     gain_max: float = 8.0
+    # trained channel gates (the engine's ChannelGate) on these layers' output spikes: per channel c a running
+    # spike count r_c (time constant gate_tau_us), spikes kept while w_c · r_c / mean(r) + b_c ≥ 0
+    channel_gates: tuple[str, ...] = ()
+    gate_tau_us: float = 100_000.0
+    gate_temp: float = 0.5  # the score scale of the gates' straight-through sigmoid gradient
 
 
 def _surrogate(x: torch.Tensor, gamma: float, kind: str = "bump") -> torch.Tensor:
@@ -156,6 +161,13 @@ class GestureSNN(nn.Module):
                 nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5))
                 m.weight.mul_(gain)
             nn.init.orthogonal_(self.rec1.weight, gain=0.06)  # weak feedback at first: no runaway loops
+        chans = {"conv1": cfg.c1, "conv2": cfg.c2, "conv3": cfg.c3}
+        for name in cfg.channel_gates:
+            if name not in chans:
+                raise ValueError(f"gesture model: channel gates go on conv1, conv2 or conv3, got {name!r}")
+        # start as "keep channels above half the mean rate", the calibrated gate's usual setting
+        self.gate_w = nn.ParameterDict({n: nn.Parameter(torch.ones(chans[n])) for n in cfg.channel_gates})
+        self.gate_b = nn.ParameterDict({n: nn.Parameter(torch.full((chans[n],), -0.5)) for n in cfg.channel_gates})
 
     def betas(self) -> list[torch.Tensor]:
         return [torch.sigmoid(b) for b in self.beta_logits]
@@ -188,10 +200,36 @@ class GestureSNN(nn.Module):
         """current (T, B, ...) → spike counts (T, B, ...)."""
         return _LIFScan.apply(current.contiguous(), beta, self.cfg.gamma, self.cfg.surrogate)
 
-    def forward(self, x: torch.Tensor, record: bool = False, sensor_counts: torch.Tensor | None = None):
+    def channel_gate(self, s: torch.Tensor, name: str, on: torch.Tensor | None):
+        """The engine's ``ChannelGate`` at bins: spikes s (T, B, C, H, W) → (kept spikes, keep mask (T, B, C)).
+
+        With every spike on a bin boundary the engine scores a channel after adding all of the bin's spikes
+        to the traces: ``r[k] = λ·r[k-1] + n[k]`` (n: the channel's spikes in bin k, before the gate), score
+        ``w·r/mean_c(r) + b``. The mask is the step of the score forward and a sigmoid of it backward.
+        ``on`` (B,): the samples seen with gates on (None: all)."""
+        lam = math.exp(-self.cfg.bin_us / self.cfg.gate_tau_us)
+        with torch.no_grad():
+            n = s.sum((3, 4))
+            r = torch.zeros_like(n[0])
+            rel = []
+            for k in range(n.shape[0]):
+                r = lam * r + n[k]
+                rel.append(r / r.mean(-1, keepdim=True).clamp(min=1e-12))
+            rel = torch.stack(rel)
+        score = self.gate_w[name] * rel + self.gate_b[name]
+        soft = torch.sigmoid(score / self.cfg.gate_temp)
+        mask = (score >= 0).to(s.dtype) + soft - soft.detach()
+        if on is not None:
+            mask = torch.where(on.to(torch.bool)[None, :, None], mask, torch.ones_like(mask))
+        return s * mask[..., None, None], mask
+
+    def forward(self, x: torch.Tensor, record: bool = False, sensor_counts: torch.Tensor | None = None,
+                gates_on: torch.Tensor | None = None):
         """x: (T, B, C, H, W) input event counts per bin → output spike counts (T, B, n_out)
         (and, with ``record``, the spike counts of every layer). ``sensor_counts`` (T, B): the binned sensor
-        events per bin before the gates, which a ``gain_count="sensor"`` gain counts."""
+        events per bin before the gates, which a ``gain_count="sensor"`` gain counts. ``gates_on`` (B,) bool:
+        which samples go through the channel gates (None: all of them). With ``record``, each gated layer's
+        record is its spikes before the gate, and ``self.gate_record`` maps its name to (spikes, kept spikes)."""
         T, B = x.shape[:2]
         gains = None
         if self.cfg.gain_ref > 0:
@@ -202,12 +240,23 @@ class GestureSNN(nn.Module):
             else:  # every delay line's events: the input's count per bin, summed over the lines' delays
                 gains = input_gain(_delayed_sum(x.flatten(2).sum(-1), self.cfg.delays_bins), self.cfg)
         b = self.betas()
+        self.gate_record = {}
+
+        def gated(name, s):
+            if name not in self.cfg.channel_gates:
+                return s
+            kept, _ = self.channel_gate(s, name, gates_on)
+            self.gate_record[name] = (s, kept)
+            return kept
+
         s1 = self._lif(self._conv1_lines(x, gains), b[0])
-        s2 = self._lif(_conv(self.conv2, s1), b[1])
-        s3 = self._lif(_conv(self.conv3, s2), b[2])
-        p3 = s3
+        g1 = gated("conv1", s1)
+        s2 = self._lif(_conv(self.conv2, g1), b[1])
+        g2 = gated("conv2", s2)
+        s3 = self._lif(_conv(self.conv3, g2), b[2])
+        p3 = gated("conv3", s3)
         if self.cfg.pool > 1:  # the engine's sumpool2d: a pooled spike is the sum of its window's spikes
-            p3 = nn.functional.avg_pool2d(s3.flatten(0, 1), self.cfg.pool).unflatten(0, (T, B)) * self.cfg.pool ** 2
+            p3 = nn.functional.avg_pool2d(p3.flatten(0, 1), self.cfg.pool).unflatten(0, (T, B)) * self.cfg.pool ** 2
         i4 = self.fc1(p3.flatten(2))
         v = torch.zeros_like(i4[0])
         n_prev = torch.zeros_like(i4[0])
@@ -288,11 +337,15 @@ def delay_lines(x: torch.Tensor, delays_bins) -> torch.Tensor:
 def to_arrays(model: GestureSNN) -> dict[str, np.ndarray]:
     """Trained weights under the network file's names (``graphs.gesture.topology`` layers), plus ``tau_us``."""
     sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
-    return {
+    out = {
         "conv1.weight": sd["conv1.weight"], "conv2.weight": sd["conv2.weight"], "conv3.weight": sd["conv3.weight"],
         "hidden.weight": sd["fc1.weight"], "hidden.recurrent_weight": sd["rec1.weight"], "out.weight": sd["fc2.weight"],
         "tau_us": np.array(model.taus_us(), np.float64),
     }
+    for name in model.cfg.channel_gates:
+        out[f"{name}.gate_weight"] = sd[f"gate_w.{name}"]
+        out[f"{name}.gate_bias"] = sd[f"gate_b.{name}"]
+    return out
 
 
 def from_network_file(path) -> tuple[GestureSNN, dict]:
@@ -301,7 +354,13 @@ def from_network_file(path) -> tuple[GestureSNN, dict]:
 
     topo = read_topology(path)
     layers = {d["name"]: d for d in topo["layers"]}
+    gated = tuple(n for n in ("conv1", "conv2", "conv3") if "channel_gate" in layers[n])
+    gate_taus = {float(layers[n]["channel_gate"]["tau_us"]) for n in gated}
+    if len(gate_taus) > 1:
+        raise ValueError(f"gesture network file {path}: the training framework needs one channel-gate tau_us, "
+                         f"got {sorted(gate_taus)}")
     cfg = ModelConfig(
+        channel_gates=gated, **({"gate_tau_us": gate_taus.pop()} if gate_taus else {}),
         c1=layers["conv1"]["out_channels"], c2=layers["conv2"]["out_channels"], c3=layers["conv3"]["out_channels"],
         c3_stride=layers["conv3"]["stride"][0], pool=layers["pool"]["kernel_size"][0] if "pool" in layers else 1,
         delays_bins=tuple(int(d) // int(topo["bin_us"]) for d in topo["meta"].get("delays_us", [0])),
@@ -316,6 +375,8 @@ def from_network_file(path) -> tuple[GestureSNN, dict]:
     with np.load(npz) as z:
         sd = {"conv1.weight": z["conv1.weight"], "conv2.weight": z["conv2.weight"], "conv3.weight": z["conv3.weight"],
               "fc1.weight": z["hidden.weight"], "rec1.weight": z["hidden.recurrent_weight"], "fc2.weight": z["out.weight"]}
+        for n in gated:
+            sd[f"gate_w.{n}"], sd[f"gate_b.{n}"] = z[f"{n}.gate_weight"], z[f"{n}.gate_bias"]
     with torch.no_grad():
         for k, v in sd.items():
             model.get_parameter(k).copy_(torch.from_numpy(np.asarray(v, np.float32)))

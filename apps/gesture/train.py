@@ -120,6 +120,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--temporal-gate-min", type=int, default=4,
                    help="the temporal gate's min_events (a 10 ms window passes when it holds this many events)")
     p.add_argument("--gate-prob", type=float, default=0.5, help="fraction of training samples seen through the gates")
+    p.add_argument("--channel-gates", nargs="*", default=[], choices=("conv1", "conv2", "conv3"),
+                   help="trained channel gates on these layers' spikes (the engine's ChannelGate)")
+    p.add_argument("--gate-keep", type=float, nargs="+", default=[0.5],
+                   help="target share of each gated layer's spikes the gates keep (one, or one per gated layer)")
+    p.add_argument("--gate-weight", type=float, default=10.0,
+                   help="loss weight of keeping more than --gate-keep (squared excess, samples with gates on)")
+    p.add_argument("--gate-tau-ms", type=float, default=100.0, help="time constant of the channel gates' rates")
     p.add_argument("--workers", type=int, default=2, help="processes making clips")
     p.add_argument("--threads", type=int, default=2,
                    help="torch CPU threads (2 on a 2-core machine: a training step takes 0.33 s instead of 0.51 s, "
@@ -141,7 +148,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 class Batcher:
     """Turns clips into dense (T, B, C, H, W) bins with per-bin targets, augmenting when asked; ``batch`` also
-    gives the sensor events per bin before the gates, (T, B), for a gain that counts those."""
+    gives the sensor events per bin before the gates, (T, B), for a gain that counts those, and which samples
+    went through the gates, (B,), so the network's channel gates act on the same ones."""
 
     def __init__(self, clips: ClipSet, bin_us: int, clip_us: int, gates=None, motion=None, threads: int = 1):
         self.clips = clips
@@ -206,7 +214,8 @@ class Batcher:
             done = [finish(j) for j in jobs]
         xs, tg, labels, sensor = (list(c) for c in zip(*done)) if done else ([], [], [], [])
         x = np.stack(xs, axis=1).reshape(self.n_bins, len(idx), self.channels, INPUT_PX, INPUT_PX)
-        return x, np.stack(tg, axis=1), np.array(labels), np.stack(sensor, axis=1)
+        gated = np.array([g for _, g in jobs], bool)
+        return x, np.stack(tg, axis=1), np.array(labels), np.stack(sensor, axis=1), gated
 
 
 def dihedral(addr: np.ndarray, label: int, flip_x: bool, flip_y: bool, transpose: bool
@@ -314,6 +323,20 @@ def _loss(out, tgt, labels, beta, none_bias, tau_us: float, bin_us: int, window_
     return loss
 
 
+def _gate_penalty(model, on, keep: dict):
+    """Σ over gated layers of (share of spikes kept − target)², positive part, over the samples with gates on;
+    the share is the straight-through mask's, so the gates' parameters and the spikes both get a gradient."""
+    import torch
+
+    total = torch.zeros(())
+    if not bool(on.any()):
+        return total
+    for name, (s, kept) in model.gate_record.items():
+        share = kept[:, on].sum() / s[:, on].sum().clamp(min=1.0)
+        total = total + torch.relu(share - keep[name]) ** 2
+    return total
+
+
 def label_weights(specs) -> list[float] | None:
     """``["zoom_in=1.5", ...]`` → one loss weight per label (1 where not given); None when nothing is given."""
     if not specs:
@@ -343,8 +366,9 @@ def evaluate(model, batcher: Batcher, decision: DecisionConfig, gate_prob: float
     with torch.no_grad():
         for s in range(0, n, batch):
             idx = list(range(s, min(n, s + batch)))
-            x, _, labels, sensor = batcher.batch(idx, None, gate_prob)
-            out = model(torch.from_numpy(x), sensor_counts=torch.from_numpy(sensor)).numpy()
+            x, _, labels, sensor, gated = batcher.batch(idx, None, gate_prob)
+            out = model(torch.from_numpy(x), sensor_counts=torch.from_numpy(sensor),
+                        gates_on=torch.from_numpy(gated)).numpy()
             for j, i in enumerate(idx):
                 counts = out[:, j, :]
                 if counts_out is not None:
@@ -569,7 +593,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                        pool=args.pool, in_channels=motion.channels if motion else 2, gain_ref=args.input_gain_ref,
                        gain_count=args.input_gain_count,
                        gain_tau_us=args.input_gain_tau_ms * 1000.0,
-                       delays_bins=tuple(d // args.bin_us for d in delays_us), surrogate=args.surrogate)
+                       delays_bins=tuple(d // args.bin_us for d in delays_us), surrogate=args.surrogate,
+                       channel_gates=tuple(args.channel_gates), gate_tau_us=args.gate_tau_ms * 1000.0)
+    if len(args.gate_keep) not in (1, len(args.channel_gates)):
+        raise SystemExit(f"--gate-keep: expected one share or one per gated layer ({len(args.channel_gates)}), got "
+                         f"{args.gate_keep}")
+    args.gate_keep = {n: args.gate_keep[min(i, len(args.gate_keep) - 1)] for i, n in enumerate(args.channel_gates)}
     model = GestureSNN(mcfg)
     dcfg = DecisionConfig()
     beta = torch.nn.Parameter(torch.tensor(float(dcfg.beta)))
@@ -593,13 +622,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         losses = []
         for s in range(steps_per_epoch):
             idx = order[s * args.batch:(s + 1) * args.batch]
-            x, tgt, labels, sensor = tb.batch(idx, rng, args.gate_prob)
-            out, rec = model(torch.from_numpy(x), record=True, sensor_counts=torch.from_numpy(sensor))
+            x, tgt, labels, sensor, gated = tb.batch(idx, rng, args.gate_prob)
+            on = torch.from_numpy(gated)
+            out, rec = model(torch.from_numpy(x), record=True, sensor_counts=torch.from_numpy(sensor), gates_on=on)
             loss = _loss(out, tgt, labels, beta, none_bias, dcfg.tau_us, args.bin_us, args.window_weight, lweights)
             low, high = args.rate_band
             banded = rec if args.band_output else rec[:-1]
             band = sum(torch.relu(r.mean() - high) ** 2 + torch.relu(low - r.mean()) ** 2 for r in banded)
-            total = loss + args.rate_weight * band
+            total = loss + args.rate_weight * band + args.gate_weight * _gate_penalty(model, on, args.gate_keep)
             opt.zero_grad()
             total.backward()
             torch.nn.utils.clip_grad_norm_(params, args.clip_grad)
@@ -611,6 +641,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             losses.append(float(loss.detach()))
             if time.perf_counter() - t_train > budget_s:
                 break
+        kept = "".join(f"  {n} keeps {float(k.detach()[:, on].sum() / s.detach()[:, on].sum().clamp(min=1)):.2f}"
+                       for n, (s, k) in model.gate_record.items()) if bool(on.any()) else ""
         model.eval()
         if ema is not None:
             ema.swap()  # evaluate (and keep, if best) the average
@@ -619,7 +651,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate = [float(r.detach().mean()) for r in rec]
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_accuracy": ev["accuracy"],
                         "minutes": (time.perf_counter() - t_train) / 60})
-        say(f"epoch {epoch:2d}  loss {np.mean(losses):.3f}  val acc {ev['accuracy']:.3f}  "
+        say(f"epoch {epoch:2d}  loss {np.mean(losses):.3f}  val acc {ev['accuracy']:.3f}{kept}  "
             f"spikes/neuron/bin {' '.join(f'{r:.3f}' for r in rate)}  taus {[round(t / 1e3) for t in model.taus_us()]}"
             f"  {(time.perf_counter() - t_train) / 60:.1f} min")
         if best is None or ev["accuracy"] >= best[0]:
@@ -649,7 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arrays = to_arrays(model)
     topo = topology(arrays.pop("tau_us"), bin_us=args.bin_us, channels=(mcfg.c1, mcfg.c2, mcfg.c3),
                     hidden=mcfg.hidden, conv3_stride=mcfg.c3_stride, pool=mcfg.pool, motion=motion, delays_us=delays_us, gates=gates,
-                    input_gain=gain_of(mcfg),
+                    input_gain=gain_of(mcfg), channel_gates={n: mcfg.gate_tau_us for n in mcfg.channel_gates},
                     meta={"decision": dec_cfg.to_dict(), "decision_learned": base.to_dict(), "model": asdict(mcfg),
                           "metrics": metrics})
     save_network(topo, out, arrays)
