@@ -353,3 +353,35 @@ def test_weight_average_follows_the_ema_rule_and_swap_restores_the_live_weights(
     assert torch.equal(p.detach(), live)
     with pytest.raises(SystemExit, match="--ema"):
         main(["--ema", "1.0", "--out", "/nonexistent/x", "--train-clips", "1", "--quiet"])
+
+
+def test_ops_penalty_asks_the_gates_to_save_work():
+    """The same input as a gated and an ungated sample: a conv3 gate that keeps everything leaves the ops ratio at
+    1 (penalty (1 - 0.5)²); one that drops every conv3 spike removes the hidden layer's input ops, the ratio falls
+    and so does the penalty, to 0 once the ratio is under the target."""
+    import torch
+
+    from apps.gesture.model import GestureSNN, ModelConfig
+    from apps.gesture.train import _ops_penalty, sample_ops
+
+    torch.manual_seed(0)
+    m = GestureSNN(ModelConfig(c1=4, c2=8, c3=8, hidden=16, bin_us=10_000, pool=2, c3_stride=1,
+                               channel_gates=("conv3",)))
+    with torch.no_grad():
+        for p in (m.conv1.weight, m.conv2.weight, m.conv3.weight, m.fc1.weight):
+            p.mul_(3.0)
+    one = torch.poisson(torch.full((20, 1, 2, INPUT_PX, INPUT_PX), 0.4))
+    x = torch.cat([one, one], dim=1)
+    on = torch.tensor([True, False])
+    results = []
+    for bias in (5.0, -5.0):
+        with torch.no_grad():
+            m.gate_b["conv3"].fill_(bias)
+            m.gate_w["conv3"].zero_()
+            out, rec = m(x, record=True, gates_on=on)
+            ops = sample_ops(m, x, rec)
+            results.append((float(ops[0] / ops[1]), float(_ops_penalty(m, x, rec, on, 0.5))))
+        assert rec[2].sum() > 0  # conv3 spikes, so the gate has something to drop
+    (keep_ratio, keep_pen), (drop_ratio, drop_pen) = results
+    assert keep_ratio == pytest.approx(1.0) and keep_pen == pytest.approx(0.25)
+    assert drop_ratio < keep_ratio and drop_pen < keep_pen

@@ -127,6 +127,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gate-weight", type=float, default=10.0,
                    help="loss weight of keeping more than --gate-keep (squared excess, samples with gates on)")
     p.add_argument("--gate-tau-ms", type=float, default=100.0, help="time constant of the channel gates' rates")
+    p.add_argument("--ops-target", type=float, default=0.0,
+                   help="ask for at most this ratio of synaptic ops, gates on / off (samples of a batch; 0: not asked)")
     p.add_argument("--workers", type=int, default=2, help="processes making clips")
     p.add_argument("--threads", type=int, default=2,
                    help="torch CPU threads (2 on a 2-core machine: a training step takes 0.33 s instead of 0.51 s, "
@@ -335,6 +337,32 @@ def _gate_penalty(model, on, keep: dict):
         share = kept[:, on].sum() / s[:, on].sum().clamp(min=1.0)
         total = total + torch.relu(share - keep[name]) ** 2
     return total
+
+
+def sample_ops(model, x, rec):
+    """(B,) synaptic ops per sample as the engine would count them away from the borders: each layer's input
+    events (after the gates) times its mean fan-out (out channels × kernel area / stride area; the hidden
+    layer's inputs are conv3's kept, pooled spikes and its own recurrent ones)."""
+    cfg = model.cfg
+    s1, s2, s3, s4, _ = rec
+    kept = {n: model.gate_record[n][1] if n in model.gate_record else s for n, s in
+            (("conv1", s1), ("conv2", s2), ("conv3", s3))}
+    per = lambda t: t.flatten(2).sum(-1).sum(0)  # noqa: E731  (T, B, ...) → (B,)
+    lines = len(cfg.delays_bins)
+    return (per(x) * lines * cfg.c1 * 25 / 4 + per(kept["conv1"]) * cfg.c2 * 9 / 4
+            + per(kept["conv2"]) * cfg.c3 * 9 / cfg.c3_stride ** 2 + (per(kept["conv3"]) + per(s4)) * cfg.hidden
+            + per(s4) * cfg.n_out)
+
+
+def _ops_penalty(model, x, rec, on, target: float):
+    """(ops per sample with gates on / ops per sample with gates off − target)², positive part, within a batch
+    (the denominator held fixed): the gates are asked to save work, not only to drop spikes."""
+    import torch
+
+    if target <= 0 or not bool(on.any()) or bool(on.all()):
+        return torch.zeros(())
+    ops = sample_ops(model, x, rec)
+    return torch.relu(ops[on].mean() / ops[~on].mean().detach().clamp(min=1.0) - target) ** 2
 
 
 def label_weights(specs) -> list[float] | None:
@@ -624,12 +652,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             idx = order[s * args.batch:(s + 1) * args.batch]
             x, tgt, labels, sensor, gated = tb.batch(idx, rng, args.gate_prob)
             on = torch.from_numpy(gated)
-            out, rec = model(torch.from_numpy(x), record=True, sensor_counts=torch.from_numpy(sensor), gates_on=on)
+            xt = torch.from_numpy(x)
+            out, rec = model(xt, record=True, sensor_counts=torch.from_numpy(sensor), gates_on=on)
             loss = _loss(out, tgt, labels, beta, none_bias, dcfg.tau_us, args.bin_us, args.window_weight, lweights)
             low, high = args.rate_band
             banded = rec if args.band_output else rec[:-1]
             band = sum(torch.relu(r.mean() - high) ** 2 + torch.relu(low - r.mean()) ** 2 for r in banded)
             total = loss + args.rate_weight * band + args.gate_weight * _gate_penalty(model, on, args.gate_keep)
+            if args.ops_target > 0:
+                total = total + args.gate_weight * _ops_penalty(model, xt, rec, on, args.ops_target)
             opt.zero_grad()
             total.backward()
             torch.nn.utils.clip_grad_norm_(params, args.clip_grad)
