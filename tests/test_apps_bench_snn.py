@@ -50,3 +50,7 @@ def test_per_layer_breakdown_follows_the_spikes_through_the_layers():
         assert layers[name]["events_in"] == layers[prev]["spikes_out"] == c[f"spikes.{prev}"]
     assert all(layers[k]["synaptic_ops"] == c[f"synaptic_ops.{k}"] for k in layers)
     assert layers["conv4"]["spikes_out"] == n_out
+    # timed as the median of several runs, each from a fresh state: the same counts, not three runs' worth
+    again = snn.per_layer(net, spec, packets, repeats=3)
+    assert all({k2: again[k][k2] for k2 in ("events_in", "synaptic_ops", "spikes_out")}
+               == {k2: layers[k][k2] for k2 in ("events_in", "synaptic_ops", "spikes_out")} for k in layers)

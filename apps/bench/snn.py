@@ -106,19 +106,24 @@ def run_packets(net: Network, spec, packets: list[Packet]):
     return time.perf_counter() - t0, state, n_out
 
 
-def per_layer(net: Network, spec, packets: list[Packet]) -> dict:
+def per_layer(net: Network, spec, packets: list[Packet], repeats: int = 1) -> dict:
     """Each layer as its own stage, timed alone on the spikes the layer before it emitted (the same packets'
-    worth): where a network's time goes. Per layer: input events, ops, spikes out, wall time."""
+    worth): where a network's time goes. Per layer: input events, ops, spikes out, wall time (the median of
+    ``repeats`` runs from a fresh state: the two-thread split is chosen from these times, and one run on a
+    shared machine can move a layer's time by a third)."""
     out = {}
     n_first = sum(p.events.shape[0] for p in packets)
     for stage in net.split():
-        state = stage.init(spec)
-        emitted = []
-        t0 = time.perf_counter()
-        for p in packets:
-            state, o = stage.step(state, p)
-            emitted.extend(o)
-        wall = time.perf_counter() - t0
+        walls = []
+        for _ in range(max(1, int(repeats))):
+            state = stage.init(spec)
+            emitted = []
+            t0 = time.perf_counter()
+            for p in packets:
+                state, o = stage.step(state, p)
+                emitted.extend(o)
+            walls.append(time.perf_counter() - t0)
+        wall = float(np.median(walls))
         c = stage.counters(state)
         n_in = sum(p.events.shape[0] for p in packets)
         out[stage.layers[0].name] = {
@@ -246,7 +251,7 @@ def bench_files(quick: bool) -> dict:
             "energy_uj_estimate": {"event_driven": round(c["synaptic_ops"] * PJ_ACC * 1e-6, 3),
                                    "dense": round(dense_macs * PJ_MAC * 1e-6, 1)},
         }
-        row["per_layer"] = layers = per_layer(net, spec, packets)
+        row["per_layer"] = layers = per_layer(net, spec, packets, repeats=1 if quick else 3)
         # the same network as two halves in two threads, split where the measured per-layer costs balance
         k = balanced_split(net, [layers[x.name]["ns_per_network_input_event"] for x in net.layers])
         pipe = PipelinedNetwork(net, split=k)
@@ -270,7 +275,7 @@ def bench_files(quick: bool) -> dict:
               f"{two['realtime_factor']:.1f}, {two['speedup']:.2f}× the one-thread run, "
               f"{two['packets_handed_off']} of {len(packets)} packets handed to the second thread; output spikes "
               f"{two['spikes_out']:,} (one thread {n_out:,})")
-    print("per layer: each layer alone as a stage on the previous layer's spikes, one run (its input events per "
+    print(f"per layer: each layer alone as a stage on the previous layer's spikes, {'one run' if quick else 'median of 3 runs'} (its input events per "
           "network input event, its ns per synaptic op); every stage pays its own per-packet cost, which the fused "
           "network pays once")
     print("two threads: runtime.engine.pipeline.PipelinedNetwork, the first half on packet k while a worker thread runs "
