@@ -13,7 +13,8 @@ spiking network → early-decision sink.
     ev  = g.stage("motion", MotionDirections(4, polarity=1), ev)  # ON/OFF → 4 edge-motion directions × ON/OFF
     l0  = g.stage("line0", DelayLine(0, 2[, 1]), ev)      # delay lines: the directions now and
     l1  = g.stage("line1", DelayLine(1, 2[, 1]), g.stage("delay1", Delay(200_000), ev))   # 200 ms later
-    spk = g.stage("snn", net.network(), l0, l1[, cnt])    # input gain, 3 conv, sum-pool, recurrent, output (LIF)
+    spk = g.stage("snn", net.network(), l0, l1[, cnt])    # input gain, 3 conv [channel gates], sum-pool,
+                                                          # recurrent, output (LIF)
     g.sink("decide", GestureDecision(labels, config), spk)
 
 The front-end stages adapt to the sensor when the source opens (its spec gives size and orientation): a stage

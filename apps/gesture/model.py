@@ -15,6 +15,8 @@ unchanged, 22 epochs: final training loss 1.73 → 1.39, held-out accuracy 74.8 
 per layer, as in the engine (one tau per layer).
 
 Layers: conv 2→C1 5×5/2 → conv C1→C2 3×3/2 → conv C2→C3 3×3/s (s = 1 or 2) → [sum-pool P×P] → flatten → recurrent linear H → linear 9.
+Optional trained channel gates on the conv layers' spikes (``ModelConfig.channel_gates``, the engine's
+``ChannelGate``; ``GestureSNN.channel_gate``), applied to the samples given as gated.
 ``to_layers(model, bin_us)`` gives the engine layers with the trained weights.
 """
 
