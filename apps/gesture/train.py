@@ -125,7 +125,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gate-keep", type=float, nargs="+", default=[0.5],
                    help="target share of each gated layer's spikes the gates keep (one, or one per gated layer)")
     p.add_argument("--gate-weight", type=float, default=10.0,
-                   help="loss weight of keeping more than --gate-keep (squared excess, samples with gates on)")
+                   help="loss weight of missing the gates' targets, --gate-keep and --ops-target (squared excess, "
+                        "samples with gates on)")
     p.add_argument("--gate-tau-ms", type=float, default=100.0, help="time constant of the channel gates' rates")
     p.add_argument("--ops-target", type=float, default=0.0,
                    help="ask for at most this ratio of synaptic ops, gates on / off (samples of a batch; 0: not asked)")
