@@ -33,6 +33,8 @@ def add_arguments(p) -> None:
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
     p.add_argument("--plots", metavar="DIR", help="write PNG plots into DIR")
     p.add_argument("--quick", action="store_true", help="smaller inputs and fewer repeats (smoke run)")
+    p.add_argument("--gesture-weights", metavar="NETWORK", help="gesture suite: this network file instead of the shipped one")
+    p.add_argument("--vad-weights", metavar="NETWORK", help="vad suite: this network file instead of the shipped one")
     p.add_argument("--readme", metavar="PATH", help="write the printed tables into the 'Performance' section of this "
                                                     "README (between its bench markers), with machine, date, command")
 
@@ -65,7 +67,8 @@ def run(args) -> int:
         t0 = time.perf_counter()
         tee = _Tee(sys.stdout)
         with contextlib.redirect_stdout(tee):
-            section = module.run(args.quick, plots)
+            weights = getattr(args, f"{name}_weights", None)
+            section = module.run(args.quick, plots, **({"weights": weights} if weights else {}))
         section["suite_wall_s"] = round(time.perf_counter() - t0, 2)
         # the process's peak resident memory so far (getrusage keeps one high-water mark per process, so a suite's
         # own peak shows only where it raised the mark; run a suite alone to get its peak)

@@ -17,6 +17,8 @@ EXAMPLE = "clockless demo    |    clockless demo --speed 1 --json demo.json"
 def add_arguments(p) -> None:
     p.add_argument("--speed", default="1", help="'max' or a factor; default 1 (real time, so latency is latency)")
     p.add_argument("--no-gates", action="store_true", help="attention gates off (to compare operation counts)")
+    p.add_argument("--weights", metavar="NETWORK", help="the gesture network file to run (NAME.json + NAME.npz, as "
+                                                        "written by clockless train gesture); default: the shipped one")
     p.add_argument("--json", metavar="PATH", help="write the run report as JSON")
 
 
@@ -28,8 +30,10 @@ def run(args) -> int:
     clip = demo_clip()
     source = demo_source(clip)
     try:
-        graph = build_gesture_graph(source, gates=not args.no_gates)
+        graph = build_gesture_graph(source, weights=args.weights, gates=not args.no_gates)
     except FormatError as exc:
+        if args.weights:  # the file the user named is wrong: say so, do not fall back
+            raise
         # no trained weights in this build: show the runtime on the same clip without the network
         print(f"gesture network unavailable ({exc}); running the clip through a counting graph instead")
         graph = Graph("demo-count")

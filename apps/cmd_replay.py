@@ -22,6 +22,8 @@ def add_arguments(p) -> None:
     p.add_argument("--json", metavar="PATH", help="write the run report as JSON")
     p.add_argument("--scores", metavar="PATH", help="(vad) write the per-10 ms speech score track")
     p.add_argument("--no-gates", action="store_true", help="(gesture) run with the attention gates off")
+    p.add_argument("--weights", metavar="NETWORK", help="(gesture, vad) the network file to run (NAME.json + NAME.npz, "
+                                                        "as written by clockless train); default: the shipped one")
     p.add_argument("--quiet", action="store_true", help="print only decisions/segments, not the table")
 
 

@@ -55,3 +55,31 @@ def test_quiet_output_marks_a_decision_that_repeats_a_gesture_more_certainly():
     lines = render(report, quiet=True).splitlines()
     assert [line.endswith("(rise)") for line in lines] == [False, True, False, False]
     assert lines[1].startswith("0.600 s  circle_cw  score 0.55")
+
+
+def test_replay_runs_the_network_file_given_with_weights(shared_data, tmp_path, capsys):
+    """--weights runs another network file (one written by clockless train): a copy of the shipped gesture
+    network whose `none` prior outweighs every gesture decides nothing where the shipped one decides; a missing
+    file is a one-line error that names it."""
+    import shutil
+
+    from graphs.gesture import WEIGHTS_PATH
+
+    path = shared_data / "vision" / "dvs128_walking.aedat"
+    mine = tmp_path / "mine"
+    shutil.copy(WEIGHTS_PATH.with_suffix(".npz"), mine.with_suffix(".npz"))
+    topo = json.loads(WEIGHTS_PATH.with_suffix(".json").read_text())
+    topo["meta"]["decision"]["none_bias"] = 1e4  # `none` outweighs every gesture
+    mine.with_suffix(".json").write_text(json.dumps(topo))
+    reports = {}
+    for name, extra in (("shipped", []), ("mine", ["--weights", str(mine.with_suffix(".json"))])):
+        out = tmp_path / f"{name}.json"
+        assert main(["replay", str(path), "--app", "gesture", "--duration", "45", "--quiet", "--json", str(out),
+                     *extra]) == 0
+        reports[name] = json.loads(out.read_text())
+    assert len(reports["shipped"]["decisions"]) > 0 and reports["mine"]["decisions"] == []
+    assert reports["mine"]["input"]["events"] == reports["shipped"]["input"]["events"]
+    capsys.readouterr()
+    assert main(["replay", str(path), "--app", "gesture", "--weights", str(tmp_path / "absent.json")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "absent.json") in err and len(err.strip().splitlines()) == 1

@@ -34,8 +34,8 @@ from runtime.executor import run as run_graph
 __all__ = ["run", "run_suite"]
 
 
-def run(quick: bool, plots_dir: Path | None) -> dict:
-    return run_suite(quick, plots_dir)
+def run(quick: bool, plots_dir: Path | None, *, weights: str | Path | None = None) -> dict:
+    return run_suite(quick, plots_dir, weights=weights)
 
 
 def run_suite(quick: bool = False, plots_dir: Path | None = None, *, n_test: int | None = None,
