@@ -122,8 +122,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gate-prob", type=float, default=0.5, help="fraction of training samples seen through the gates")
     p.add_argument("--channel-gates", nargs="*", default=[], choices=("conv1", "conv2", "conv3"),
                    help="trained channel gates on these layers' spikes (the engine's ChannelGate)")
-    p.add_argument("--gate-keep", type=float, nargs="+", default=[0.5],
-                   help="target share of each gated layer's spikes the gates keep (one, or one per gated layer)")
+    p.add_argument("--gate-keep", type=float, nargs="+", default=[],
+                   help="target share of each gated layer's spikes the gates keep (one, or one per gated layer; "
+                        "default: none)")
     p.add_argument("--gate-weight", type=float, default=10.0,
                    help="loss weight of missing the gates' targets, --gate-keep and --ops-target (squared excess, "
                         "samples with gates on)")
@@ -335,6 +336,8 @@ def _gate_penalty(model, on, keep: dict):
     if not bool(on.any()):
         return total
     for name, (s, kept) in model.gate_record.items():
+        if name not in keep:
+            continue
         share = kept[:, on].sum() / s[:, on].sum().clamp(min=1.0)
         total = total + torch.relu(share - keep[name]) ** 2
     return total
@@ -624,10 +627,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                        gain_tau_us=args.input_gain_tau_ms * 1000.0,
                        delays_bins=tuple(d // args.bin_us for d in delays_us), surrogate=args.surrogate,
                        channel_gates=tuple(args.channel_gates), gate_tau_us=args.gate_tau_ms * 1000.0)
-    if len(args.gate_keep) not in (1, len(args.channel_gates)):
+    if args.gate_keep and len(args.gate_keep) not in (1, len(args.channel_gates)):
         raise SystemExit(f"--gate-keep: expected one share or one per gated layer ({len(args.channel_gates)}), got "
                          f"{args.gate_keep}")
-    args.gate_keep = {n: args.gate_keep[min(i, len(args.gate_keep) - 1)] for i, n in enumerate(args.channel_gates)}
+    args.gate_keep = ({n: args.gate_keep[min(i, len(args.gate_keep) - 1)] for i, n in enumerate(args.channel_gates)}
+                      if args.gate_keep else {})
     model = GestureSNN(mcfg)
     dcfg = DecisionConfig()
     beta = torch.nn.Parameter(torch.tensor(float(dcfg.beta)))
