@@ -355,24 +355,32 @@ def test_weight_average_follows_the_ema_rule_and_swap_restores_the_live_weights(
         main(["--ema", "1.0", "--out", "/nonexistent/x", "--train-clips", "1", "--quiet"])
 
 
-def test_ops_penalty_asks_the_gates_to_save_work():
-    """The same input as a gated and an ungated sample: a conv3 gate that keeps everything leaves the ops ratio at
-    1 (penalty (1 - 0.5)²); one that drops every conv3 spike removes the hidden layer's input ops, the ratio falls
-    and so does the penalty, to 0 once the ratio is under the target."""
+def _conv3_gated_pair(seed: int):
+    """A small model with a conv3 channel gate and busy layers, and one random input as a gated and an ungated
+    sample: (model, x (T, 2, ...), gates_on [True, False])."""
     import torch
 
     from apps.gesture.model import GestureSNN, ModelConfig
-    from apps.gesture.train import _ops_penalty, sample_ops
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     m = GestureSNN(ModelConfig(c1=4, c2=8, c3=8, hidden=16, bin_us=10_000, pool=2, c3_stride=1,
                                channel_gates=("conv3",)))
     with torch.no_grad():
         for p in (m.conv1.weight, m.conv2.weight, m.conv3.weight, m.fc1.weight):
             p.mul_(3.0)
     one = torch.poisson(torch.full((20, 1, 2, INPUT_PX, INPUT_PX), 0.4))
-    x = torch.cat([one, one], dim=1)
-    on = torch.tensor([True, False])
+    return m, torch.cat([one, one], dim=1), torch.tensor([True, False])
+
+
+def test_ops_penalty_asks_the_gates_to_save_work():
+    """The same input as a gated and an ungated sample: a conv3 gate that keeps everything leaves the ops ratio at
+    1 (penalty (1 - 0.5)²); one that drops every conv3 spike removes the hidden layer's input ops, the ratio falls
+    and so does the penalty, to 0 once the ratio is under the target."""
+    import torch
+
+    from apps.gesture.train import _ops_penalty, sample_ops
+
+    m, x, on = _conv3_gated_pair(0)
     results = []
     for bias in (5.0, -5.0):
         with torch.no_grad():
@@ -385,3 +393,82 @@ def test_ops_penalty_asks_the_gates_to_save_work():
     (keep_ratio, keep_pen), (drop_ratio, drop_pen) = results
     assert keep_ratio == pytest.approx(1.0) and keep_pen == pytest.approx(0.25)
     assert drop_ratio < keep_ratio and drop_pen < keep_pen
+
+
+def test_gate_penalty_to_gates_trains_the_weights_on_the_task_alone():
+    """``backward(task, penalty, only=gates)``: every weight gets exactly the task's gradient, each gate parameter
+    the task's plus the penalty's; without ``only`` the penalty reaches the weights too."""
+    import torch
+
+    from apps.gesture.train import _ops_penalty, backward, sample_ops
+
+    m, x, on = _conv3_gated_pair(1)
+    gates = [*m.gate_w.values(), *m.gate_b.values()]
+    weights = [p for p in m.parameters() if all(p is not g for g in gates)]
+
+    def grads(part):
+        m.zero_grad(set_to_none=True)
+        out, rec = m(x, record=True, gates_on=on)
+        task, pen = out.square().mean(), 10.0 * _ops_penalty(m, x, rec, on, 0.3)
+        assert float(pen.detach()) > 0 and float(sample_ops(m, x, rec)[1].detach()) > 0
+        {"task": lambda: task.backward(), "pen": lambda: pen.backward(), "routed": lambda: backward(task, pen, gates),
+         "all": lambda: backward(task, pen)}[part]()
+        return [None if p.grad is None else p.grad.clone() for p in m.parameters()]
+
+    task, pen, routed, both = grads("task"), grads("pen"), grads("routed"), grads("all")
+    z = lambda g, p: torch.zeros_like(p) if g is None else g  # noqa: E731
+    params = list(m.parameters())
+    for i, p in enumerate(params):
+        if any(p is g for g in gates):
+            assert torch.allclose(z(routed[i], p), z(task[i], p) + z(pen[i], p), atol=1e-6)
+        else:
+            assert torch.allclose(z(routed[i], p), z(task[i], p), atol=1e-6)
+    # the penalty has a gradient on the weights (so routing it away changes something) and "all" keeps it
+    moved = [i for i, p in enumerate(params) if all(p is not g for g in gates) and z(pen[i], p).abs().sum() > 0]
+    assert moved and all(torch.allclose(z(both[i], params[i]), z(task[i], params[i]) + z(pen[i], params[i]),
+                                        atol=1e-6) for i in moved)
+    assert len(weights) == len(params) - 2
+
+
+def test_init_copies_a_network_files_parameters_and_refuses_other_sizes(tmp_path):
+    """``--init``: the parameters of a written network file, exactly; channel gates the file lacks keep their fresh
+    values; a model of other layer sizes is refused with the parameter named."""
+    import torch
+
+    from apps.gesture.model import GestureSNN, ModelConfig
+    from apps.gesture.train import init_from
+
+    src = GestureSNN(ModelConfig(c1=4, c2=8, c3=12, hidden=16, channel_gates=("conv3",)))
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(torch.randn_like(p))
+    out = tmp_path / "net"
+    _write(src, out)
+    dst = GestureSNN(ModelConfig(c1=4, c2=8, c3=12, hidden=16, channel_gates=("conv2", "conv3")))
+    fresh_b = dst.gate_b["conv2"].detach().clone()
+    dec = init_from(dst, out.with_suffix(".json"))
+    for k, v in src.state_dict().items():
+        assert torch.allclose(dst.state_dict()[k], v), k
+    assert torch.equal(dst.gate_b["conv2"].detach(), fresh_b)
+    assert dec.p_on == 0.33
+    with pytest.raises(SystemExit, match="conv3.weight") as e:
+        init_from(GestureSNN(ModelConfig(c1=4, c2=8, c3=10, hidden=16)), out.with_suffix(".json"))
+    assert "(12, 8, 3, 3)" in str(e.value) and "(10, 8, 3, 3)" in str(e.value)
+    with pytest.raises(SystemExit, match="missing.json"):
+        init_from(dst, tmp_path / "missing.json")
+
+
+def _write(model, out):
+    """A network file of ``model`` written as the trainer writes it, with a learned decision of p_on 0.33."""
+    from apps.gesture.decision import DecisionConfig
+    from apps.gesture.model import gain_of, to_arrays
+    from graphs.gesture import topology
+    from graphs.network import save_network
+
+    cfg = model.cfg
+    arrays = to_arrays(model)
+    topo = topology(arrays.pop("tau_us"), bin_us=cfg.bin_us, channels=(cfg.c1, cfg.c2, cfg.c3), hidden=cfg.hidden,
+                    conv3_stride=cfg.c3_stride, pool=cfg.pool, input_gain=gain_of(cfg),
+                    channel_gates={n: cfg.gate_tau_us for n in cfg.channel_gates},
+                    meta={"decision_learned": DecisionConfig(p_on=0.33, p_off=0.2).to_dict()})
+    save_network(topo, out, arrays)

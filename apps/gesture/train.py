@@ -131,6 +131,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gate-tau-ms", type=float, default=100.0, help="time constant of the channel gates' rates")
     p.add_argument("--ops-target", type=float, default=0.0,
                    help="ask for at most this ratio of synaptic ops, gates on / off (samples of a batch; 0: not asked)")
+    p.add_argument("--gate-penalty-to", default="all", choices=("all", "gates"),
+                   help="which parameters the --gate-keep / --ops-target penalties train: all of them, or only the "
+                        "channel gates' (the network then learns only the task, with gates on and off)")
     p.add_argument("--workers", type=int, default=2, help="processes making clips")
     p.add_argument("--threads", type=int, default=2,
                    help="torch CPU threads (2 on a 2-core machine: a training step takes 0.33 s instead of 0.51 s, "
@@ -139,6 +142,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ema", type=float, default=0.0,
                    help="keep an exponential moving average of the weights with this decay per step (0: off); the "
                         "average is what is evaluated each epoch and saved")
+    p.add_argument("--init", default=None, metavar="NETWORK",
+                   help="start from this gesture network file's weights, time constants and learned decision "
+                        "(fine-tuning: the other options must give the same layer sizes; channel gates the file "
+                        "lacks start fresh)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate on at most this many val/test clips (smoke)")
     p.add_argument("--recalibrate", action="store_true",
@@ -367,6 +374,49 @@ def _ops_penalty(model, x, rec, on, target: float):
         return torch.zeros(())
     ops = sample_ops(model, x, rec)
     return torch.relu(ops[on].mean() / ops[~on].mean().detach().clamp(min=1.0) - target) ** 2
+
+
+def init_from(model, path) -> DecisionConfig:
+    """Copy a gesture network file's parameters into ``model`` (every parameter the file has must fit; channel
+    gates the file lacks keep their fresh values) and return its learned decision settings."""
+    import torch
+
+    from runtime.errors import FormatError
+
+    from .model import from_network_file
+
+    try:
+        src, topo = from_network_file(path)
+    except (OSError, KeyError, ValueError, FormatError) as e:
+        raise SystemExit(f"--init {path}: cannot read a gesture network from it ({e})") from None
+    mine = model.state_dict()
+    for k, v in src.state_dict().items():
+        if k not in mine or mine[k].shape != v.shape:
+            found = "no such parameter" if k not in mine else f"shape {tuple(mine[k].shape)}"
+            raise SystemExit(f"--init {path}: its parameter {k} has shape {tuple(v.shape)}, the model asked for by "
+                             f"the options has {found}")
+    with torch.no_grad():
+        for k, v in src.state_dict().items():
+            mine[k].copy_(v)
+    learned = topo.get("meta", {}).get("decision_learned")
+    return DecisionConfig(**learned) if learned else DecisionConfig()
+
+
+def backward(task, penalty, only=None) -> None:
+    """Gradients of ``task + penalty`` into ``.grad``; with ``only`` (a list of parameters), the penalty's reach
+    only those. The trainer passes the channel gates' parameters there for ``--gate-penalty-to gates``: the gates
+    alone then answer for the work they save (pushed through the weights, an ops penalty also lowers every
+    sample's activity, gated or not, which saves nothing between gates on and off)."""
+    import torch
+
+    if only is None or not penalty.requires_grad:
+        (task + penalty).backward()
+        return
+    grads = torch.autograd.grad(penalty, only, retain_graph=True, allow_unused=True)
+    task.backward()
+    for prm, g in zip(only, grads):
+        if g is not None:
+            prm.grad = g if prm.grad is None else prm.grad + g
 
 
 def label_weights(specs) -> list[float] | None:
@@ -634,10 +684,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                       if args.gate_keep else {})
     model = GestureSNN(mcfg)
     dcfg = DecisionConfig()
+    if args.init:
+        dcfg = init_from(model, args.init)
+        say(f"starting from {args.init}")
     beta = torch.nn.Parameter(torch.tensor(float(dcfg.beta)))
     none_bias = torch.nn.Parameter(torch.tensor(float(dcfg.none_bias)))
     params = list(model.parameters()) + [beta, none_bias]
     opt = torch.optim.Adam(params, lr=args.lr)
+    gate_params = [*model.gate_w.values(), *model.gate_b.values()]
     tb = Batcher(train, args.bin_us, args.clip_us, gates, motion, threads=args.threads)
     vb = Batcher(val, args.bin_us, args.clip_us, gates, motion, threads=args.threads)
     steps_per_epoch = max(1, len(train) // args.batch)
@@ -663,11 +717,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             low, high = args.rate_band
             banded = rec if args.band_output else rec[:-1]
             band = sum(torch.relu(r.mean() - high) ** 2 + torch.relu(low - r.mean()) ** 2 for r in banded)
-            total = loss + args.rate_weight * band + args.gate_weight * _gate_penalty(model, on, args.gate_keep)
+            pen = args.gate_weight * _gate_penalty(model, on, args.gate_keep)
             if args.ops_target > 0:
-                total = total + args.gate_weight * _ops_penalty(model, xt, rec, on, args.ops_target)
+                pen = pen + args.gate_weight * _ops_penalty(model, xt, rec, on, args.ops_target)
             opt.zero_grad()
-            total.backward()
+            backward(loss + args.rate_weight * band, pen, gate_params if args.gate_penalty_to == "gates" else None)
             torch.nn.utils.clip_grad_norm_(params, args.clip_grad)
             opt.step()
             sched.step()
