@@ -458,6 +458,12 @@ def test_init_copies_a_network_files_parameters_and_refuses_other_sizes(tmp_path
         init_from(dst, tmp_path / "missing.json")
 
 
+def test_gate_penalty_to_gates_needs_channel_gates(tmp_path):
+    with pytest.raises(SystemExit, match="--gate-penalty-to gates: expected --channel-gates"):
+        main(["--out", str(tmp_path / "net"), "--data-dir", str(tmp_path / "data"), "--train-clips", "1",
+              "--gate-penalty-to", "gates", "--quiet"])
+
+
 def _write(model, out):
     """A network file of ``model`` written as the trainer writes it, with a learned decision of p_on 0.33."""
     from apps.gesture.decision import DecisionConfig

@@ -632,6 +632,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not 0.0 <= args.ema < 1.0:
         raise SystemExit(f"--ema: expected a decay in [0, 1), got {args.ema}")
+    if args.gate_penalty_to == "gates" and not args.channel_gates:
+        raise SystemExit("--gate-penalty-to gates: expected --channel-gates (the parameters it trains), got none")
     keep_freed_memory()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     torch.set_num_threads(max(1, args.threads))
