@@ -355,6 +355,22 @@ def test_row_add_matches_twin(n):
     assert (hits, offsets) == (len(at), sum(at))
 
 
+@pytest.mark.parametrize("n", [1, 2, 17, 63, 64])
+def test_push_hits_lists_every_neuron_at_threshold_in_order(n):
+    """A row with several neurons at threshold: one bit per neuron, then the set bits in ascending order (the
+    top bit included), against a plain scan."""
+    rng = np.random.default_rng(100 + n)
+    for trial in range(50):
+        u = rng.normal(0.0, 1.0, n + 9)
+        u[3 + n - 1] = 2.0 if trial % 2 else -2.0  # the row's last neuron, on and off
+        out = np.full(n + 4, -1, np.int64)
+        count = sk._push_hits(u, 3, n, 0.5, out, 2)
+        expected = [3 + m for m in range(n) if u[3 + m] >= 0.5]
+        assert count == 2 + len(expected)
+        assert out[2:count].tolist() == expected
+        assert (out[:2] == -1).all() and (out[count:] == -1).all()
+
+
 @pytest.mark.parametrize("n, top", [(2, 10), (32, 1000), (33, 2), (500, 153_600), (4000, 614_400), (300, (1 << 31) - 1),
                                     (100, 0)])
 def test_sort_group_matches_numpy(n, top):

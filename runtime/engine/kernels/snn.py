@@ -318,6 +318,28 @@ def _accumulate_one(u, W, tl, ru, seg_base, seg_woff, seg_cnt, ns, uoff, g, thr,
     return n_spk, ops
 
 
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_DEBRUIJN_POS = np.array([0, 1, 48, 2, 57, 49, 28, 3, 61, 58, 50, 42, 38, 29, 17, 4, 62, 55, 59, 36, 53, 51, 43, 22, 45, 39,
+                          33, 30, 24, 18, 12, 5, 63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11, 46, 26, 40,
+                          15, 34, 20, 31, 10, 25, 14, 19, 9, 13, 8, 7, 6], dtype=np.int64)
+
+
+@njit(cache=True, inline="always")
+def _push_hits(u, us, n, thr, spk_n, n_spk):
+    """Appends ``us + m`` for each ``u[us + m] >= thr``, m < n ≤ 64, in ascending m: one vectorised pass builds a
+    bit mask, then each set bit is found by a de Bruijn multiply (the lowest set bit's position)."""
+    ub = u[us:us + n]
+    mask = np.uint64(0)
+    for m in range(n):
+        mask |= np.uint64(ub[m] >= thr) << np.uint64(m)
+    while mask != 0:
+        low = mask & (~mask + np.uint64(1))
+        spk_n[n_spk] = us + _DEBRUIJN_POS[(low * _DEBRUIJN) >> np.uint64(58)]
+        n_spk += 1
+        mask ^= low
+    return n_spk
+
+
 def conv_row_weights(weight: np.ndarray, stride_w: int) -> tuple[np.ndarray, int]:
     """Conv weights ``(O, C, KH, KW)`` in row order for ``_conv_walk``: ``[c, ky, r, pos, o]`` where ``r`` is the
     column phase ``kx % stride_w`` and ``pos = taps - 1 - kx // stride_w`` (taps = ⌈KW / stride_w⌉, unused slots
@@ -443,13 +465,15 @@ def _conv_walk(u, W, desc, l, in_a, e0, e1, uoff, g, thr, spk_n, spk_k, n_spk, w
                     if n_spk < spk_n.shape[0]:
                         spk_n[n_spk] = us + at
                     n_spk += hits  # past the end: the caller falls back to testing every tap
-                else:
-                    if n_spk + run <= spk_n.shape[0]:
-                        for m in range(run):  # branch-free, as for what 0 (the order of candidates does not matter)
+                elif n_spk + hits <= spk_n.shape[0]:
+                    if run <= 64:  # a bit per tap, then one step per hit: no store per tap, no branch per tap
+                        n_spk = _push_hits(u, us, run, thr, spk_n, n_spk)
+                    else:
+                        for m in range(run):  # branch-free (the order of candidates does not matter)
                             spk_n[n_spk] = us + m
                             n_spk += u[us + m] >= thr
-                    else:
-                        n_spk += hits
+                else:
+                    n_spk += hits
             else:
                 for j in range(nkx):
                     tb = us + (nkx - 1 - j) * oc
