@@ -629,9 +629,10 @@ def _layer(
                     ops += ops_here
                     updates += ops_here
             else:
-                # several simultaneous events: integrate all of them (in address order), then test every target;
-                # a neuron reached twice is tested twice, but after firing it is below threshold
-                if ja - i > 1 and l == 0:  # deeper layers get their input in an order fixed by the layer above
+                # several simultaneous events: integrate all of them, then test every target; a neuron reached
+                # twice is tested twice, but after firing it is below threshold. The first layer takes them in
+                # address order; deeper layers in the order the layer above emitted them (fixed by its input)
+                if ja - i > 1 and l == 0:
                     sort_group(in_a, i, ja)
                 if jb - qh > 1:
                     sort_group(pq_a, qh, jb)
