@@ -464,6 +464,14 @@ def test_gate_penalty_to_gates_needs_channel_gates(tmp_path):
               "--gate-penalty-to", "gates", "--quiet"])
 
 
+def test_gain_start_spread_is_checked(tmp_path):
+    base = ["--out", str(tmp_path / "net"), "--data-dir", str(tmp_path / "data"), "--train-clips", "1", "--quiet"]
+    with pytest.raises(SystemExit, match=r"--gain-start-spread: expected a spread in \[0, 20\)"):
+        main(base + ["--gain-start-spread", "-1"])
+    with pytest.raises(SystemExit, match="--gain-start-spread: expected an input gain"):
+        main(base + ["--gain-start-spread", "1", "--input-gain-ref", "0"])
+
+
 def _write(model, out):
     """A network file of ``model`` written as the trainer writes it, with a learned decision of p_on 0.33."""
     from apps.gesture.decision import DecisionConfig

@@ -181,3 +181,22 @@ def test_a_counted_gain_equals_the_trainers_gain_on_sensor_counts():
     per_bin = input_gain(counts[:, None], cfg)[:, 0].numpy()
     np.testing.assert_allclose(reference_gains(t_all, SENSOR_GAIN, t_kept), per_bin[t_kept // SENSOR_GAIN.window_us],
                                rtol=1e-5)
+
+
+def test_training_gain_can_start_from_another_state():
+    """--gain-start-spread: each sample's running count starts at start · gain_ref, so the first bin's gain is
+    clip(1 / start) and the count then relaxes towards the input as it does from the reference."""
+    torch = pytest.importorskip("torch")
+    from apps.gesture.model import ModelConfig, input_gain
+
+    cfg = ModelConfig(bin_us=50_000, gain_ref=400.0, gain_tau_us=500_000.0, gain_min=0.5, gain_max=8.0)
+    x = torch.zeros((4, 3)) + 400.0  # (T, B) totals at the reference rate
+    start = torch.tensor([1.0, 0.25, 16.0])
+    g = input_gain(x, cfg, start).numpy()
+    np.testing.assert_allclose(g[0], [1.0, 4.0, 0.5], rtol=1e-6)
+    lam = math.exp(-50_000 / 500_000)
+    r1 = lam * 400.0 * start.numpy() + (1 - lam) * 400.0
+    np.testing.assert_allclose(g[1], np.clip(400.0 / r1, 0.5, 8.0), rtol=1e-5)
+    np.testing.assert_allclose(input_gain(x, cfg, torch.ones(3)).numpy(), input_gain(x, cfg).numpy())
+    with pytest.raises(ValueError, match="start must have shape"):
+        input_gain(x, cfg, torch.ones(2))

@@ -7,6 +7,9 @@ Measured on the ``test`` split (clips the training never saw): its first 270 cli
 * accuracy per label of the **runtime** (event-driven engine + decision sink on the trio executor, clip answer =
   highest-scoring decision or ``none``) and of the **training framework** (the PyTorch model at its time bins,
   same decision rule) on the same clips, gates on; and the runtime with the attention gates off;
+* the runtime on the same clips joined back to back into streams of six (no pause, no reset between clips, as a
+  live camera delivers gestures; each clip alone starts from rest): a clip's answer is the best decision made in
+  its own time span;
 * time to decision (decision time − true gesture onset) p50/p90 over correctly answered gesture clips;
 * synaptic ops per input event, gated fraction (events the input gates dropped / events in; a network file's channel
   gates: the share of their layer's spikes they dropped), synaptic ops gates on vs off (input and channel gates
@@ -30,6 +33,8 @@ from apps.gesture.render import render_clip
 from graphs.gesture import LABELS, WEIGHTS_PATH, load_network_file
 from graphs.gesture_decision import DecisionConfig, clip_answer
 from runtime.executor import run as run_graph
+
+BACK_TO_BACK = 6  # clips per stream in the back-to-back run
 
 __all__ = ["run", "run_suite"]
 
@@ -56,13 +61,15 @@ def run_suite(quick: bool = False, plots_dir: Path | None = None, *, n_test: int
 
     on = _runtime(net, test, cfg, gates=True)
     off = _runtime(net, test, cfg, gates=False)
+    streams = _back_to_back(net, test, cfg)
     train_fw = _training_framework(weights, test, cfg, net)
     demo = _demo(net)
     videos = _videos(net, n_videos)
 
     out = {
         "weights": str(weights), "clips": len(test), "labels": list(LABELS),
-        "runtime": on["summary"], "runtime_gates_off": off["summary"], "training_framework": train_fw,
+        "runtime": on["summary"], "runtime_gates_off": off["summary"], "runtime_back_to_back": streams,
+        "training_framework": train_fw,
         "accuracy_gap_points": (round(100 * (on["summary"]["accuracy"] - train_fw["accuracy"]), 2)
                                 if train_fw.get("accuracy") is not None else None),
         "gates": {
@@ -129,6 +136,30 @@ def _runtime(net, clips, cfg: DecisionConfig, gates: bool) -> dict:
             "channel_gates": {k: {**v, "gated_fraction": round(v["gated_events"] / max(1, v["spikes"]), 4)}
                               for k, v in channel.items()},
             "wall_s": wall, "stream_s": stream, "true": true, "pred": pred, "ttd": ttd}
+
+
+def _back_to_back(net, clips, cfg: DecisionConfig, run_length: int = BACK_TO_BACK) -> dict:
+    """The same clips joined into streams of ``run_length``, one after another with no pause and no reset, as
+    gestures come from a live camera (each test clip alone starts from rest). A clip's answer is the best
+    decision made during its own time span, or ``none``."""
+    true, pred = [], []
+    for s0 in range(0, len(clips), run_length):
+        ts, addrs, spans, t0 = [], [], [], 0
+        for i in range(s0, min(s0 + run_length, len(clips))):
+            t, addr = clips.events(i)
+            dur = int(clips.duration_us[i])
+            keep = t < dur
+            ts.append(t[keep].astype(np.int64) + t0)
+            addrs.append(addr[keep])
+            spans.append((t0, t0 + dur, LABELS[int(clips.label[i])]))
+            t0 += dur
+        report = run_network_input(net, np.concatenate(ts), np.concatenate(addrs), t0, gates=True, decision=cfg)
+        for a, b, y in spans:
+            true.append(y)
+            pred.append(clip_answer([d for d in report["decisions"] if a <= d["t_us"] < b]))
+    summary = _summary(true, pred, [])
+    return {"accuracy": summary["accuracy"], "per_class": summary["per_class"], "clips": len(true),
+            "run_length": run_length}
 
 
 def _summary(true, pred, ttd) -> dict:
@@ -235,6 +266,9 @@ def _print(out: dict) -> None:
     print("synaptic ops by layer, share of gates off and change with gates on: " + ", ".join(
         f"{name} {100 * n_off / total_off:.0f} % ({100 * (n_on / n_off - 1):+.0f} %)" for name, n_on, n_off in layers))
     print(f"accuracy gates on − off: {g['accuracy_delta_points']} points")
+    b = out["runtime_back_to_back"]
+    print(f"the same clips back to back (streams of {b['run_length']}, no pause, no reset; gates on): accuracy "
+          f"{pct(b['accuracy'])} (each clip alone: {pct(rt['accuracy'])})")
     print(f"realtime factor, network path: {out['realtime_factor_network']}×; whole graph on the demo clip: "
           f"{out['demo']['realtime_factor']}× ({out['demo']['ops_per_event']} ops per sensor event)")
     v = out["videos"]

@@ -226,21 +226,23 @@ class GestureSNN(nn.Module):
         return s * mask[..., None, None], mask
 
     def forward(self, x: torch.Tensor, record: bool = False, sensor_counts: torch.Tensor | None = None,
-                gates_on: torch.Tensor | None = None):
+                gates_on: torch.Tensor | None = None, gain_start: torch.Tensor | None = None):
         """x: (T, B, C, H, W) input event counts per bin → output spike counts (T, B, n_out)
         (and, with ``record``, the spike counts of every layer). ``sensor_counts`` (T, B): the binned sensor
         events per bin before the gates, which a ``gain_count="sensor"`` gain counts. ``gates_on`` (B,) bool:
         which samples go through the channel gates (None: all of them). With ``record``, each gated layer's
-        record is its spikes before the gate, and ``self.gate_record`` maps its name to (spikes, kept spikes)."""
+        record is its spikes before the gate, and ``self.gate_record`` maps its name to (spikes, kept spikes).
+        ``gain_start`` (B,): each sample's input gain starts from ``gain_start`` times the reference count instead
+        of the reference itself (see ``input_gain``)."""
         T, B = x.shape[:2]
         gains = None
         if self.cfg.gain_ref > 0:
             if self.cfg.gain_count == "sensor":
                 if sensor_counts is None:
                     raise ValueError("GestureSNN: a gain that counts sensor events needs sensor_counts (T, B)")
-                gains = input_gain(torch.as_tensor(sensor_counts, dtype=x.dtype), self.cfg)
+                gains = input_gain(torch.as_tensor(sensor_counts, dtype=x.dtype), self.cfg, gain_start)
             else:  # every delay line's events: the input's count per bin, summed over the lines' delays
-                gains = input_gain(_delayed_sum(x.flatten(2).sum(-1), self.cfg.delays_bins), self.cfg)
+                gains = input_gain(_delayed_sum(x.flatten(2).sum(-1), self.cfg.delays_bins), self.cfg, gain_start)
         b = self.betas()
         self.gate_record = {}
 
@@ -301,15 +303,22 @@ def _delayed_sum(y: torch.Tensor, delays_bins) -> torch.Tensor:
     return out
 
 
-def input_gain(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+def input_gain(x: torch.Tensor, cfg: ModelConfig, start: torch.Tensor | None = None) -> torch.Tensor:
     """(T, B, ...) input counts (or (T, B) totals) → (T, B) gains ``clip(gain_ref / r[k-1], gain_min, gain_max)``: ``r[k] = λ·r[k-1] +
     (1 - λ)·N[k]`` is the running count per bin of the bins before (N[k] the bin's input events, λ = exp(-bin /
     gain_tau), r starting at gain_ref): sparse input (a low-contrast hand) is amplified, a busy scene damped, so
-    the layers see about the same drive. The engine's ``InputGain`` computes the same gains from event times."""
+    the layers see about the same drive. The engine's ``InputGain`` computes the same gains from event times.
+    ``start`` (B,): r starts at ``start · gain_ref`` instead (training from the states a stream leaves the gain
+    in: low after a busy gesture, at its maximum after a silence)."""
     lam = math.exp(-cfg.bin_us / cfg.gain_tau_us)
     with torch.no_grad():
         total = x.flatten(2).sum(-1) if x.dim() > 2 else x
         r = torch.full_like(total[0], cfg.gain_ref)
+        if start is not None:
+            if start.shape != r.shape:
+                raise ValueError(f"input_gain: start must have shape {tuple(r.shape)} (one per sample), got "
+                                 f"{tuple(start.shape)}")
+            r = r * start.to(r.dtype)
         gains = []
         for k in range(total.shape[0]):
             gains.append(torch.clamp(cfg.gain_ref / r.clamp(min=1e-6), cfg.gain_min, cfg.gain_max))

@@ -111,6 +111,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "line), or the binned sensor events before the gates (then what the gates drop is not made "
                         "up for, and gated input costs fewer ops)")
     p.add_argument("--input-gain-tau-ms", type=float, default=500.0, help="time constant of the input gain's count")
+    p.add_argument("--gain-start-spread", type=float, default=0.0, metavar="S",
+                   help="train each clip with its input gain starting from a random state: the running count at "
+                        "exp(uniform(-S, S)) times the reference (0: at the reference, as every test clip starts). "
+                        "In a stream the gain carries the recent event rate into the next gesture: low after a "
+                        "busy gesture, at its maximum after a silence")
     p.add_argument("--label-weight", nargs="*", default=[], metavar="LABEL=W",
                    help="loss weight of a label's bins and clips (default 1 each), e.g. zoom_in=1.5 zoom_out=1.5")
     p.add_argument("--window-weight", type=float, default=1.0,
@@ -634,6 +639,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"--ema: expected a decay in [0, 1), got {args.ema}")
     if args.gate_penalty_to == "gates" and not args.channel_gates:
         raise SystemExit("--gate-penalty-to gates: expected --channel-gates (the parameters it trains), got none")
+    if not (0 <= args.gain_start_spread < 20):
+        raise SystemExit(f"--gain-start-spread: expected a spread in [0, 20) (natural log of the factor), got "
+                         f"{args.gain_start_spread}")
+    if args.gain_start_spread > 0 and args.input_gain_ref <= 0:
+        raise SystemExit("--gain-start-spread: expected an input gain (--input-gain-ref > 0), got none")
     keep_freed_memory()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     torch.set_num_threads(max(1, args.threads))
@@ -714,7 +724,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             x, tgt, labels, sensor, gated = tb.batch(idx, rng, args.gate_prob)
             on = torch.from_numpy(gated)
             xt = torch.from_numpy(x)
-            out, rec = model(xt, record=True, sensor_counts=torch.from_numpy(sensor), gates_on=on)
+            start = None
+            if args.gain_start_spread > 0:
+                start = torch.from_numpy(np.exp(rng.uniform(-args.gain_start_spread, args.gain_start_spread,
+                                                            len(idx)))).float()
+            out, rec = model(xt, record=True, sensor_counts=torch.from_numpy(sensor), gates_on=on, gain_start=start)
             loss = _loss(out, tgt, labels, beta, none_bias, dcfg.tau_us, args.bin_us, args.window_weight, lweights)
             low, high = args.rate_band
             banded = rec if args.band_output else rec[:-1]
