@@ -10,16 +10,24 @@ from graphs.gesture import LABELS, topology
 from graphs.network import save_network
 
 
-def test_bench_runs_and_reports_every_figure(tmp_path, capsys):
-    rng = np.random.default_rng(0)
+def _random_network(path, seed: int, p_on: float, p_off: float, mean: float, scale: float) -> None:
+    """A small gesture network file with random weights (``mean``, and ``scale`` times the usual spreads)."""
+    rng = np.random.default_rng(seed)
     topo = topology([60e3, 80e3, 100e3, 200e3, 200e3], bin_us=20_000, delays_us=(0, 100_000),
-                    meta={"decision": {"p_on": 0.5, "p_off": 0.3}})
+                    meta={"decision": {"p_on": p_on, "p_off": p_off}})
     arrays = {
-        "conv1.weight": rng.normal(0, 0.4, (8, 4, 5, 5)), "conv2.weight": rng.normal(0, 0.3, (16, 8, 3, 3)),
-        "conv3.weight": rng.normal(0, 0.3, (32, 16, 3, 3)), "hidden.weight": rng.normal(0, 0.15, (128, 512)),
-        "hidden.recurrent_weight": rng.normal(0, 0.05, (128, 128)), "out.weight": rng.normal(0.05, 0.3, (9, 128)),
+        "conv1.weight": rng.normal(mean, 0.4 * scale, (8, 4, 5, 5)),
+        "conv2.weight": rng.normal(mean, 0.3 * scale, (16, 8, 3, 3)),
+        "conv3.weight": rng.normal(mean, 0.3 * scale, (32, 16, 3, 3)),
+        "hidden.weight": rng.normal(mean / 2, 0.15 * scale, (128, 512)),
+        "hidden.recurrent_weight": rng.normal(0, 0.05, (128, 128)),
+        "out.weight": rng.normal(0.05, 0.3 * scale, (9, 128)),
     }
-    save_network(topo, tmp_path / "net", arrays)
+    save_network(topo, path, arrays)
+
+
+def test_bench_runs_and_reports_every_figure(tmp_path, capsys):
+    _random_network(tmp_path / "net", 0, 0.5, 0.3, 0.0, 1.0)
     out = run_suite(True, tmp_path / "plots", n_test=9, n_videos=1, weights=tmp_path / "net", workers=1,
                     cache_dir=tmp_path / "cache")
     assert out["clips"] == 9 and set(out["runtime"]["per_class"]) == set(LABELS)
@@ -47,15 +55,7 @@ def test_back_to_back_streams_of_one_clip_are_the_clips_alone(tmp_path):
     from graphs.gesture import load_network_file
     from graphs.gesture_decision import DecisionConfig
 
-    rng = np.random.default_rng(1)
-    topo = topology([60e3, 80e3, 100e3, 200e3, 200e3], bin_us=20_000, delays_us=(0, 100_000),
-                    meta={"decision": {"p_on": 0.3, "p_off": 0.2}})
-    arrays = {
-        "conv1.weight": rng.normal(0.05, 0.5, (8, 4, 5, 5)), "conv2.weight": rng.normal(0.05, 0.4, (16, 8, 3, 3)),
-        "conv3.weight": rng.normal(0.05, 0.4, (32, 16, 3, 3)), "hidden.weight": rng.normal(0.02, 0.2, (128, 512)),
-        "hidden.recurrent_weight": rng.normal(0, 0.05, (128, 128)), "out.weight": rng.normal(0.05, 0.4, (9, 128)),
-    }
-    save_network(topo, tmp_path / "net", arrays)
+    _random_network(tmp_path / "net", 1, 0.3, 0.2, 0.05, 1.3)
     net = load_network_file(tmp_path / "net.json")
     clips = build_split("test", 9, workers=1, cache_dir=tmp_path / "cache")
     cfg = DecisionConfig(**net.decision)
