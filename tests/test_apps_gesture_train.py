@@ -486,3 +486,66 @@ def _write(model, out):
                     channel_gates={n: cfg.gate_tau_us for n in cfg.channel_gates},
                     meta={"decision_learned": DecisionConfig(p_on=0.33, p_off=0.2).to_dict()})
     save_network(topo, out, arrays)
+
+
+def test_stream_answers_equal_the_sink_rule_on_clips_back_to_back():
+    """The vectorised back-to-back rule against its slow twin: one ``decide_counts`` sink over the concatenated
+    clips (no reset), each clip answered by ``clip_answer`` from the decisions made during its own bins; a last
+    stream shorter than the others included."""
+    from apps.gesture.train import stream_answers
+    from graphs.gesture_decision import DecisionConfig, clip_answer, decide_counts
+
+    rng = np.random.default_rng(8)
+    n, n_bins, bin_us = 62, 40, 50_000
+    counts = ((rng.random((n, n_bins, len(LABELS))) < 0.05) * rng.integers(1, 4, (n, n_bins, len(LABELS)))).astype(float)
+    counts[::7] = 0  # silent clips
+    for run in (1, 4, 6):
+        for cfg in (DecisionConfig(), DecisionConfig(tau_us=1_600_000, beta=0.3, none_bias=1.5, p_on=0.15,
+                                                     p_off=0.05, rise=0.1)):
+            fast = stream_answers(counts, bin_us, cfg, run)
+            slow = []
+            for s0 in range(0, n, run):
+                joined = np.concatenate(list(counts[s0:s0 + run]))
+                dec = decide_counts(joined, bin_us, LABELS, cfg)
+                for j in range(min(run, n - s0)):
+                    a, b = j * n_bins * bin_us, (j + 1) * n_bins * bin_us
+                    slow.append(LABELS.index(clip_answer([d for d in dec if a <= d["t_us"] < b])))
+            assert fast.tolist() == slow
+            assert len(set(slow)) > 3
+    # streams of one are the clips alone
+    from apps.gesture.train import clip_answers
+
+    assert stream_answers(counts, bin_us, DecisionConfig(), 1).tolist() == clip_answers(counts, bin_us, DecisionConfig()).tolist()
+
+
+def test_calibration_with_streams_keeps_one_gesture_from_outvoting_the_next():
+    """Slow gestures (one spike every 150 ms to the clip's end), left and right alternating. Alone, the first
+    setting of the grid that answers every clip has a short trace and a low threshold; back to back, what a
+    gesture left in the sink then decides the next clip wrongly. Scored on both, the search picks a setting that
+    answers every clip both ways."""
+    from apps.gesture.train import calibrate_decision, clip_answers, stream_answers
+    from graphs.gesture_decision import DecisionConfig
+
+    left, right, none = LABELS.index("swipe_left"), LABELS.index("swipe_right"), LABELS.index("none")
+    rng = np.random.default_rng(5)
+    counts, labels = [], []
+    for i in range(60):
+        c = np.zeros((40, len(LABELS)))
+        y = (left, right, none)[i % 3] if i % 2 == 0 else (right, left, none)[i % 3]
+        if y != none:
+            c[rng.integers(2, 12):40:3, y] = 1
+        counts.append(c)
+        labels.append(y)
+    labels = np.array(labels)
+    stacked = np.stack(counts)
+    base = DecisionConfig(beta=0.6, none_bias=2.0)
+
+    def both(cfg):
+        return ((clip_answers(stacked, 50_000, cfg) == labels).mean(),
+                (stream_answers(stacked, 50_000, cfg, 6) == labels).mean())
+
+    alone, score_alone = calibrate_decision(counts, labels, 50_000, base)
+    tuned, score = calibrate_decision(counts, labels, 50_000, base, streams=6)
+    assert score_alone == 1.0 and both(alone)[0] == 1.0 and both(alone)[1] < 0.8
+    assert both(tuned) == (1.0, 1.0) and score == 1.0
+    assert tuned != alone

@@ -62,7 +62,9 @@ def _reference(events, cfg: DecisionConfig):
             active &= ~released
             fresh |= released
         counts = np.bincount(events["addr"][t == now], minlength=len(LABELS))
-        starting = ((before < cfg.onset_level) | fresh) & (counts > 0)
+        recent = events["addr"][(t < now) & (t >= now - cfg.onset_gap_us)]  # spikes within the gap before now
+        quiet = np.bincount(recent, minlength=len(LABELS)) == 0
+        starting = ((before < cfg.onset_level) | fresh | quiet) & (counts > 0)
         onset[starting] = now
         fresh &= ~starting
         p = conf(before + counts)
@@ -185,7 +187,8 @@ def test_sink_with_rise_matches_its_slow_reference(pairs, beta, bias, rise):
 
 
 def test_a_gesture_repeated_after_a_release_gets_its_own_onset_even_with_a_long_trace():
-    cfg = DecisionConfig(tau_us=800_000, beta=0.5, none_bias=1.0, p_on=0.5, p_off=0.3)
+    # (no gap rule here: the release alone must start the second onset)
+    cfg = DecisionConfig(tau_us=800_000, beta=0.5, none_bias=1.0, p_on=0.5, p_off=0.3, onset_gap_us=10_000_000)
     first = [(100_000 + 10_000 * i, 1) for i in range(12)]
     second = [(2_000_000 + 10_000 * i, 1) for i in range(12)]  # the first trace is still above onset_level
     ev = _spikes(first + second)
@@ -194,3 +197,24 @@ def test_a_gesture_repeated_after_a_release_gets_its_own_onset_even_with_a_long_
     assert [d["onset_us"] for d in dec] == [100_000, 2_000_000]
     e = sum(math.exp(-(2_000_000 - t) / cfg.tau_us) for t, _ in first)
     assert e > cfg.onset_level  # without the release rule the second onset would still be 100 ms
+
+
+def test_a_gesture_that_stray_spikes_touched_earlier_gets_its_onset_after_their_gap():
+    """A few circle_cw spikes during a swipe (never decided, so never released; with a long trace still above
+    onset_level), then 0.8 s without any, then the circle itself: its onset is the circle's first spike, not the
+    strays' (the built-in demo's second gesture was reported with its onset 1.8 s too early)."""
+    cfg = DecisionConfig(tau_us=1_600_000, beta=0.5, none_bias=1.0, p_on=0.5, p_off=0.3)
+    swipe = [(100_000 + 10_000 * i, 1) for i in range(30)]
+    strays = [(150_000, 4), (300_000, 4), (420_000, 4)]
+    circle = [(1_220_000 + 10_000 * i, 4) for i in range(30)]
+    ev = _spikes(swipe + strays + circle)
+    _, dec, _ = _run(ev, cfg)
+    assert [d["label"] for d in dec] == ["swipe_right", "circle_cw"]
+    assert dec[1]["onset_us"] == 1_220_000
+    ref = _reference(ev, cfg)
+    assert [(d["t_us"], d["label"], d["onset_us"]) for d in dec] == [(r[0], r[1], r[3]) for r in ref]
+    e = sum(math.exp(-(1_220_000 - t) / cfg.tau_us) for t, _ in strays)
+    assert e > cfg.onset_level  # the trace rule alone would keep the strays' onset
+    # with a gap longer than the silence, the onset is the first stray's
+    _, dec_long, _ = _run(ev, DecisionConfig(**{**cfg.to_dict(), "onset_gap_us": 900_000.0}))
+    assert dec_long[1]["onset_us"] == 150_000
