@@ -7,7 +7,8 @@ prior ``none_bias``; the training code learns ``beta`` and ``none_bias`` with th
 
 At every distinct spike timestamp (all simultaneous spikes integrated first):
 
-1. traces decay to ``t``; a label whose confidence has fallen below ``p_off`` is released;
+1. traces decay to ``t``; a label with no spike for more than ``onset_gap_us`` has no evidence left (its trace is
+   cleared); a label whose confidence has fallen below ``p_off`` is released;
 2. the spikes are added; a label's *onset* is its first spike after its trace was below ``onset_level``, after it
    was released, or after ``onset_gap_us`` without a spike of that label (with a long trace, a gesture repeated a
    second later, or one that a few stray spikes of an earlier gesture had already touched, still gets its own
@@ -52,8 +53,10 @@ class DecisionConfig:
     p_off: float = 0.45
     onset_level: float = 0.05  # trace level (spikes) below which a label has no evidence
     rise: float = 0.0  # an active label is emitted again when its confidence grew this much (0: never)
-    # a gap without spikes of a label this long starts a new onset: within a gesture the label's neuron falls
-    # silent for at most 0.47 s (270 test clips, shipped network), between gestures a live view gives more
+    # a label silent this long has no evidence left: its trace is cleared and its next spike starts a new onset.
+    # Within a gesture the label's neuron falls silent for at most 0.47 s (270 test clips, shipped network); with a
+    # long trace, what a finished gesture left would otherwise outvote the next one (runtime, 270 test clips back
+    # to back in streams of six: 80.7 → 87.8 %, each clip alone 93.7 → 94.1 %)
     onset_gap_us: float = 500_000.0
 
     def __post_init__(self):
@@ -119,6 +122,7 @@ class DecisionCore:
             dt = t_us - self.t_last_us
             if dt > 0:
                 self.trace *= math.exp(-dt / cfg.tau_us)
+                self.trace[(t_us - self.last_spike_us) > cfg.onset_gap_us] = 0.0
                 released = self.active & (self.confidences() < cfg.p_off)
                 self.active &= ~released
                 self.fresh |= released

@@ -521,8 +521,8 @@ def test_stream_answers_equal_the_sink_rule_on_clips_back_to_back():
 def test_calibration_with_streams_keeps_one_gesture_from_outvoting_the_next():
     """Slow gestures (one spike every 150 ms to the clip's end), left and right alternating. Alone, the first
     setting of the grid that answers every clip has a short trace and a low threshold; back to back, what a
-    gesture left in the sink then decides the next clip wrongly. Scored on both, the search picks a setting that
-    answers every clip both ways."""
+    gesture left in the sink then decides the next clip wrongly. With streams breaking the ties between settings
+    that answer every clip alone, the search picks one that answers every clip both ways."""
     from apps.gesture.train import calibrate_decision, clip_answers, stream_answers
     from graphs.gesture_decision import DecisionConfig
 
