@@ -464,12 +464,14 @@ def test_gate_penalty_to_gates_needs_channel_gates(tmp_path):
               "--gate-penalty-to", "gates", "--quiet"])
 
 
-def test_gain_start_spread_is_checked(tmp_path):
+def test_gain_start_spread_and_calib_streams_are_checked(tmp_path):
     base = ["--out", str(tmp_path / "net"), "--data-dir", str(tmp_path / "data"), "--train-clips", "1", "--quiet"]
     with pytest.raises(SystemExit, match=r"--gain-start-spread: expected a spread in \[0, 20\)"):
         main(base + ["--gain-start-spread", "-1"])
     with pytest.raises(SystemExit, match="--gain-start-spread: expected an input gain"):
         main(base + ["--gain-start-spread", "1", "--input-gain-ref", "0"])
+    with pytest.raises(SystemExit, match=r"--calib-streams: expected clips per stream ≥ 0 .* got -2"):
+        main(base + ["--calib-streams", "-2"])
 
 
 def _write(model, out):

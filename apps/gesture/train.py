@@ -687,6 +687,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"{args.gain_start_spread}")
     if args.gain_start_spread > 0 and args.input_gain_ref <= 0:
         raise SystemExit("--gain-start-spread: expected an input gain (--input-gain-ref > 0), got none")
+    if args.calib_streams < 0:
+        raise SystemExit(f"--calib-streams: expected clips per stream ≥ 0 (0: clips alone only), got {args.calib_streams}")
     keep_freed_memory()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     torch.set_num_threads(max(1, args.threads))
