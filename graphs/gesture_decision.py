@@ -54,9 +54,9 @@ class DecisionConfig:
     onset_level: float = 0.05  # trace level (spikes) below which a label has no evidence
     rise: float = 0.0  # an active label is emitted again when its confidence grew this much (0: never)
     # a label silent this long has no evidence left: its trace is cleared and its next spike starts a new onset.
-    # Within a gesture the label's neuron falls silent for at most 0.47 s (270 test clips, shipped network); with a
-    # long trace, what a finished gesture left would otherwise outvote the next one (runtime, 270 test clips back
-    # to back in streams of six, settings of the time: 80.7 → 88.5 %, each clip alone 93.7 → 94.1 %)
+    # In a gesture's first 0.7 s its label's neuron fell silent for at most 0.47 s (270 test clips, shipped
+    # network); with a long trace, what a finished gesture left would otherwise outvote the next one (runtime, 270
+    # test clips back to back in streams of six, settings of the time: 80.7 → 88.5 %, each alone 93.7 → 94.1 %)
     onset_gap_us: float = 500_000.0
 
     def __post_init__(self):
