@@ -7,8 +7,8 @@ prior ``none_bias``; the training code learns ``beta`` and ``none_bias`` with th
 
 At every distinct spike timestamp (all simultaneous spikes integrated first):
 
-1. traces decay to ``t``; a label with no spike for more than ``onset_gap_us`` has no evidence left (its trace is
-   cleared); a label whose confidence has fallen below ``p_off`` is released;
+1. traces decay to ``t``; after more than ``silence_us`` without any output spike, the gesture is over and all
+   evidence is cleared; a label whose confidence has fallen below ``p_off`` is released;
 2. the spikes are added; a label's *onset* is its first spike after its trace was below ``onset_level``, after it
    was released, or after ``onset_gap_us`` without a spike of that label (with a long trace, a gesture repeated a
    second later, or one that a few stray spikes of an earlier gesture had already touched, still gets its own
@@ -53,11 +53,13 @@ class DecisionConfig:
     p_off: float = 0.45
     onset_level: float = 0.05  # trace level (spikes) below which a label has no evidence
     rise: float = 0.0  # an active label is emitted again when its confidence grew this much (0: never)
-    # a label silent this long has no evidence left: its trace is cleared and its next spike starts a new onset.
-    # In a gesture's first 0.7 s its label's neuron fell silent for at most 0.47 s (270 test clips, shipped
-    # network); with a long trace, what a finished gesture left would otherwise outvote the next one (runtime, 270
-    # test clips back to back in streams of six, settings of the time: 80.7 → 88.5 %, each alone 93.7 → 94.1 %)
+    # a label silent this long starts a new onset at its next spike. In a gesture's first 0.7 s its label's neuron
+    # fell silent for at most 0.47 s (270 test clips, shipped network)
     onset_gap_us: float = 500_000.0
+    # no output spike at all for this long: the gesture is over, all evidence is cleared. With a long trace, what a
+    # finished gesture left would otherwise outvote the next one. Clearing only the silent labels instead made the
+    # others' leftovers win suddenly, at high confidence, without a spike of their own
+    silence_us: float = 500_000.0
 
     def __post_init__(self):
         if not (self.tau_us > 0 and math.isfinite(self.tau_us)):
@@ -76,10 +78,13 @@ class DecisionConfig:
             raise ValueError(f"DecisionConfig.rise: expected a confidence step in [0, 1), got {self.rise}")
         if not self.onset_gap_us > 0:
             raise ValueError(f"DecisionConfig.onset_gap_us: expected a time > 0 µs, got {self.onset_gap_us}")
+        if not self.silence_us > 0:
+            raise ValueError(f"DecisionConfig.silence_us: expected a time > 0 µs, got {self.silence_us}")
 
     def to_dict(self) -> dict[str, float]:
         return {k: float(getattr(self, k))
-                for k in ("tau_us", "beta", "none_bias", "p_on", "p_off", "onset_level", "rise", "onset_gap_us")}
+                for k in ("tau_us", "beta", "none_bias", "p_on", "p_off", "onset_level", "rise", "onset_gap_us",
+                          "silence_us")}
 
 
 @dataclass
@@ -121,8 +126,10 @@ class DecisionCore:
         if self.t_last_us is not None:
             dt = t_us - self.t_last_us
             if dt > 0:
-                self.trace *= math.exp(-dt / cfg.tau_us)
-                self.trace[(t_us - self.last_spike_us) > cfg.onset_gap_us] = 0.0
+                if dt > cfg.silence_us:  # updates come only with spikes: the output was silent since t_last_us
+                    self.trace[:] = 0.0
+                else:
+                    self.trace *= math.exp(-dt / cfg.tau_us)
                 released = self.active & (self.confidences() < cfg.p_off)
                 self.active &= ~released
                 self.fresh |= released

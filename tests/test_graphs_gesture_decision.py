@@ -46,16 +46,16 @@ def _reference(events, cfg: DecisionConfig):
     prev = None
     for now in times:
         def trace(at):
-            # each label's spikes before `at` since its last silence longer than onset_gap_us (none: cleared)
+            # the spikes before `at` since the output's last silence longer than silence_us (none: cleared)
+            stamps = sorted(set(t[t < at].tolist())) + [at]
+            start = stamps[0]
+            for a, b in zip(stamps, stamps[1:]):
+                if b - a > cfg.silence_us:
+                    start = b
             e = np.zeros(len(LABELS))
-            for c in range(len(LABELS)):
-                s = sorted(events["t"][(events["addr"] == c) & (t < at)].tolist())
-                run = []
-                for x in reversed(s):
-                    if (run[-1] if run else at) - x > cfg.onset_gap_us:
-                        break
-                    run.append(x)
-                e[c] = sum(math.exp(-(at - x) / cfg.tau_us) for x in run)
+            for ev in events:
+                if start <= ev["t"] < at:
+                    e[ev["addr"]] += math.exp(-(at - ev["t"]) / cfg.tau_us)
             return e
 
         def conf(e):
@@ -183,10 +183,11 @@ def test_a_rise_re_emits_the_active_label_as_its_confidence_grows():
 
 @given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, len(LABELS) - 1)), min_size=1, max_size=60),
        st.floats(0.5, 3.0), st.floats(0.0, 3.0), st.sampled_from([0.02, 0.05, 0.1]),
-       st.sampled_from([20_000.0, 60_000.0, 500_000.0]))
-def test_sink_with_rise_matches_its_slow_reference(pairs, beta, bias, rise, gap_us):
-    # gaps of 20 and 60 ms clear silent labels' evidence often within the 400 ms of spikes
-    cfg = DecisionConfig(tau_us=50_000, beta=beta, none_bias=bias, p_on=0.5, p_off=0.3, rise=rise, onset_gap_us=gap_us)
+       st.sampled_from([20_000.0, 60_000.0, 500_000.0]), st.sampled_from([20_000.0, 60_000.0, 500_000.0]))
+def test_sink_with_rise_matches_its_slow_reference(pairs, beta, bias, rise, gap_us, silence_us):
+    # gaps and silences of 20 and 60 ms restart onsets and clear the evidence often within the 400 ms of spikes
+    cfg = DecisionConfig(tau_us=50_000, beta=beta, none_bias=bias, p_on=0.5, p_off=0.3, rise=rise, onset_gap_us=gap_us,
+                         silence_us=silence_us)
     ev = _spikes([(t * 1_000, a) for t, a in pairs])
     _, dec, _ = _run(ev, cfg)
     ref = _reference(ev, cfg)
@@ -223,6 +224,24 @@ def test_a_gesture_that_stray_spikes_touched_earlier_gets_its_onset_after_their_
     assert [(d["t_us"], d["label"], d["onset_us"]) for d in dec] == [(r[0], r[1], r[3]) for r in ref]
     e = sum(math.exp(-(1_220_000 - t) / cfg.tau_us) for t, _ in strays)
     assert e > cfg.onset_level  # the trace rule alone would keep the strays' onset
-    # with a gap longer than the silence, the onset is the first stray's
-    _, dec_long, _ = _run(ev, DecisionConfig(**{**cfg.to_dict(), "onset_gap_us": 900_000.0}))
+    # with a gap and a silence longer than the pause, the onset is the first stray's
+    _, dec_long, _ = _run(ev, DecisionConfig(**{**cfg.to_dict(), "onset_gap_us": 900_000.0, "silence_us": 900_000.0}))
     assert dec_long[1]["onset_us"] == 150_000
+
+
+def test_a_silence_clears_the_evidence_so_the_next_gesture_is_not_outvoted():
+    """A long swipe_right, 0.6 s in which the network's output is silent, then a short swipe_left. After the
+    silence all evidence is cleared and swipe_left is decided from its own spikes alone (the score they give from
+    zero). Without the clearing (a silence longer than the pause), or when one stray `none` spike breaks the
+    silence, swipe_right's leftover outvotes it and it is not decided."""
+    cfg = DecisionConfig(tau_us=1_600_000, beta=0.5, none_bias=1.0, p_on=0.5, p_off=0.3)
+    first = [(100_000 + 10_000 * i, 1) for i in range(30)]  # until 0.39 s
+    second = [(990_000 + 10_000 * i, 0) for i in range(6)]
+    _, dec, _ = _run(_spikes(first + second), cfg)
+    assert [d["label"] for d in dec] == ["swipe_right", "swipe_left"]
+    alone_dec = _run(_spikes(second), cfg)[1]
+    assert dec[1]["score"] == pytest.approx(alone_dec[0]["score"]) and dec[1]["t_us"] == alone_dec[0]["t_us"]
+    _, kept, _ = _run(_spikes(first + second), replace(cfg, silence_us=700_000))
+    assert [d["label"] for d in kept] == ["swipe_right"]
+    _, broken, _ = _run(_spikes(first + second + [(700_000, NONE)]), cfg)
+    assert [d["label"] for d in broken] == ["swipe_right"]

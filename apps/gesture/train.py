@@ -525,7 +525,6 @@ def clip_answers(counts: np.ndarray, bin_us: int, cfg: DecisionConfig, span_bins
     best = np.full((n_clips, n_spans), -1.0)
     answer = np.full((n_clips, n_spans), NONE)
     last_k = np.full(n_clips, -1)
-    spike_k = np.full((n_clips, n_labels), -(1 << 40))  # each label's latest bin with spikes
     rows = np.arange(n_clips)
 
     def conf(tr):
@@ -540,13 +539,12 @@ def clip_answers(counts: np.ndarray, bin_us: int, cfg: DecisionConfig, span_bins
             continue
         seen = upd[last_k[upd] >= 0]  # the first update has nothing to decay or release
         if seen.size:
-            trace[seen] *= decay[k - last_k[seen]][:, None]
-            quiet = (k - spike_k[seen]) * bin_us > cfg.onset_gap_us  # silent labels have no evidence left
-            trace[seen] = np.where(quiet, 0.0, trace[seen])
+            gap = k - last_k[seen]
+            # a silence longer than silence_us ends the gesture: all evidence cleared, as in the sink
+            trace[seen] = np.where((gap * bin_us > cfg.silence_us)[:, None], 0.0, trace[seen] * decay[gap][:, None])
             active[seen] &= conf(trace[seen]) >= cfg.p_off
         last_k[upd] = k
         trace[upd] += c[upd]
-        spike_k[upd] = np.where(c[upd] > 0, k, spike_k[upd])
         p = conf(trace[upd])
         act = active[upd] & (p >= cfg.p_off)
         fire = ~act & (p >= cfg.p_on)
