@@ -585,11 +585,11 @@ def calibrate_decision(counts: list[np.ndarray], labels: np.ndarray, bin_us: int
 
     ``streams`` > 0: among settings with equal accuracy alone, the one with the most clips right back to back in
     streams of that many (:func:`stream_answers`) wins. Back to back, the sink rather than the network's state
-    loses gestures (on 270 test clips in the runtime, network of 2026-12-06: 93.7 % alone, 80.7 % back to back,
-    91.5 % back to back with the sink reset at each clip). Scoring the mean of the two instead picks a 400 ms
-    trace and a lower ``none`` prior: 91.5 % back to back but about a point less alone, most of it on ``none``
-    clips, which a short trace answers with stray low-confidence gestures; the accuracy alone is what a clip's
-    answer is judged by, so it comes first.
+    lost most gestures (270 test clips in the runtime, network of 2026-12-06, before the sink cleared its evidence
+    after a silence: 93.7 % alone, 80.7 % back to back, 91.5 % back to back with the sink reset at each clip).
+    Scoring the mean of the two instead picked a 400 ms trace and a lower ``none`` prior then: 91.5 % back to back
+    but about a point less alone, most of it on ``none`` clips, which a short trace answers with stray
+    low-confidence gestures; the accuracy alone is what a clip's answer is judged by, so it comes first.
 
     ``evidence``: search the evidence trace's time constant, the confidence gain (a scale of the learned
     ``beta``), the ``none`` prior and the re-emission step ``rise`` together with the threshold; otherwise only
