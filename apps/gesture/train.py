@@ -856,11 +856,10 @@ def _decide_and_test(model, vb: Batcher, counts: list, val: ClipSet, test: ClipS
     t0 = time.perf_counter()
     dec_cfg, val_acc = calibrate_decision(counts, val.label.astype(int), vb.bin_us, base, workers=args.workers,
                                           streams=args.calib_streams)
-    stacked, y_val = np.stack(counts), val.label.astype(int)
-    val_acc = float(np.mean(clip_answers(stacked, vb.bin_us, dec_cfg) == y_val))
-    streams = ""
+    streams = ""  # val_acc is the accuracy alone; back to back only broke ties
     if args.calib_streams > 0:
-        val_b2b = float(np.mean(stream_answers(stacked, vb.bin_us, dec_cfg, args.calib_streams) == y_val))
+        b2b = stream_answers(np.stack(counts), vb.bin_us, dec_cfg, args.calib_streams)
+        val_b2b = float(np.mean(b2b == val.label.astype(int)))
         streams = f", back to back in streams of {args.calib_streams} {val_b2b:.3f}"
     say(f"decision settings on val ({time.perf_counter() - t0:.0f} s): tau {dec_cfg.tau_us / 1e3:.0f} ms, beta "
         f"{dec_cfg.beta:.3f}, none_bias {dec_cfg.none_bias}, p_on {dec_cfg.p_on}, p_off {dec_cfg.p_off}, rise "
