@@ -46,13 +46,20 @@ from .motion import MotionDirections
 from .network import load_network, read_topology
 
 __all__ = [
-    "LABELS", "GESTURES", "INPUT_PX", "BIN_PIXELS", "WEIGHTS_PATH", "front_end", "bin_factor", "SquareCrop",
+    "LABELS", "GESTURES", "DVS_GESTURE_CLASSES", "DVS_GESTURE_LABELS", "VOCABULARIES", "INPUT_PX", "BIN_PIXELS", "WEIGHTS_PATH", "front_end", "bin_factor", "SquareCrop",
     "BinToInput", "apply_stages", "default_gates", "GainCount",
     "topology", "load_network_file", "GestureNet", "build", "add_core", "DelayLine", "build_default", "sweep_events",
 ]
 
 GESTURES = ("swipe_left", "swipe_right", "swipe_up", "swipe_down", "circle_cw", "circle_ccw", "zoom_in", "zoom_out")
 LABELS = GESTURES + ("none",)
+# IBM's DVS128 Gesture classes in tonic's order (``tonic.datasets.DVSGesture.classes``), for a network trained on
+# that dataset with its own output head (``clockless train gesture --dvs-gesture ROOT``); ``none`` is last in every
+# vocabulary (the decision sink's prior, never emitted)
+DVS_GESTURE_CLASSES = ("hand_clapping", "right_hand_wave", "left_hand_wave", "right_arm_cw", "right_arm_ccw",
+                       "left_arm_cw", "left_arm_ccw", "arm_roll", "air_drums", "air_guitar", "other_gestures")
+DVS_GESTURE_LABELS = DVS_GESTURE_CLASSES + ("none",)
+VOCABULARIES = (LABELS, DVS_GESTURE_LABELS)
 INPUT_PX = 32  # the network sees INPUT_PX × INPUT_PX pixels, two polarity channels
 BIN_PIXELS = 4  # sensor pixels per network pixel whose event density every sensor is scaled to
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "gesture.json"
@@ -194,13 +201,17 @@ def default_gates(config: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
 def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] = (8, 16, 32), hidden: int = 128,
              conv3_stride: int = 2, delays_us: Sequence[int] = (0,), gates: Sequence[Any] | None = None,
              meta: Mapping[str, Any] | None = None, pool: int = 1, motion: MotionDirections | None = None,
-             input_gain: InputGain | None = None, channel_gates: Mapping[str, float] | None = None) -> dict:
+             input_gain: InputGain | None = None, channel_gates: Mapping[str, float] | None = None,
+             labels: Sequence[str] = LABELS) -> dict:
     """The gesture network's topology in the ``graphs.network`` file format: three convolutions (5×5 stride 2,
     3×3 stride 2, 3×3 stride ``conv3_stride``) of LIF neurons, optionally a ``pool``×``pool`` sum-pool, a recurrent
     LIF layer (feedback one training bin
     later) and one LIF output neuron per label; threshold 1, reset by subtraction, one time constant per layer.
     ``channel_gates``: conv layer name → the time constant (µs) of its trained channel gate (arrays
-    ``NAME.gate_weight``, ``NAME.gate_bias``)."""
+    ``NAME.gate_weight``, ``NAME.gate_bias``). ``labels``: one of ``VOCABULARIES``."""
+    labels = tuple(labels)
+    if labels not in VOCABULARIES:
+        raise ValueError(f"gesture topology: labels must be one of {[list(v) for v in VOCABULARIES]}, got {list(labels)}")
     taus = [float(t) for t in taus_us]
     if len(taus) != 5:
         raise ValueError(f"gesture topology: expected 5 time constants (one per layer), got {len(taus)}")
@@ -226,7 +237,7 @@ def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] =
 
     return {
         "format": "clockless.snn", "version": 1, "name": "gesture", "input": {"shape": [n_in, INPUT_PX, INPUT_PX]},
-        "bin_us": int(bin_us), "labels": list(LABELS),
+        "bin_us": int(bin_us), "labels": list(labels),
         "input_gates": [_gate_dict(g) for g in (gates if gates is not None else default_gates())],
         **({"input_gain": input_gain.to_dict()} if input_gain is not None else {}),
         "layers": [
@@ -241,7 +252,7 @@ def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] =
             {"name": "flatten", "type": "flatten"},
             {"name": "hidden", "type": "linear", "in_features": flat, "out_features": int(hidden), "recurrent": True,
              "recurrent_delay_us": int(bin_us), "neuron": lif(3)},
-            {"name": "out", "type": "linear", "in_features": int(hidden), "out_features": len(LABELS),
+            {"name": "out", "type": "linear", "in_features": int(hidden), "out_features": len(labels),
              "neuron": lif(4)},
         ],
         "meta": {"delays_us": [int(d) for d in delays_us], **({"motion": motion.to_dict()} if motion else {}),
@@ -267,8 +278,9 @@ class GestureNet:
         self.meta = dict(meta)
         self.source = source
         self.labels = tuple(net.labels) if net.labels else LABELS
-        if self.labels != LABELS:
-            raise FormatError(source, f"field 'labels': expected {list(LABELS)}, got {list(self.labels)}")
+        if self.labels not in VOCABULARIES:
+            raise FormatError(source, "field 'labels': expected one of " + " or ".join(str(list(v)) for v in VOCABULARIES)
+                              + f", got {list(self.labels)}")
         self.bin_us = int(net.meta.get("bin_us", 1000))
         self.decision = dict(self.meta.get("decision", {}))
         self.delays_us = tuple(int(d) for d in self.meta.get("delays_us", [0]))

@@ -11,7 +11,7 @@ import pytest
 
 from apps.gesture.model import from_network_file
 from apps.gesture.train import Batcher, dihedral, gate_mask, main
-from graphs.gesture import INPUT_PX, LABELS, default_gates, load_network_file
+from graphs.gesture import DVS_GESTURE_LABELS, INPUT_PX, LABELS, default_gates, load_network_file
 from runtime.engine.gates import SpatialGate, TemporalGate
 from runtime.events import SPIKE_EVENT
 from runtime.spec import spike_spec
@@ -56,14 +56,19 @@ def test_symmetries_move_the_events_the_way_the_new_label_says(flips):
 
 
 def test_targets_are_none_before_the_gesture_and_the_label_from_40_percent_of_it():
-    b = Batcher.__new__(Batcher)
-    b.bin_us, b.n_bins = 20_000, 100
+    b = Batcher(None, 20_000, 2_000_000)
     tgt = b.targets(LABELS.index("zoom_in"), 400_000, 900_000)
     assert np.all(tgt[:20] == LABELS.index("none"))
     assert np.all(tgt[20:30] == -1)  # 400–600 ms: too early to ask for the label
     assert np.all(tgt[30:60] == LABELS.index("zoom_in"))  # 600 ms .. offset + 300 ms
     assert np.all(tgt[60:] == -1)
     assert np.all(b.targets(LABELS.index("none"), 0, 2_000_000) == LABELS.index("none"))
+    # a DVS128 Gesture sample is one gesture throughout: its label from a fixed time after the onset, none last
+    d = Batcher(None, 20_000, 2_000_000, labels=DVS_GESTURE_LABELS, label_from_us=100_000)
+    tgt = d.targets(DVS_GESTURE_LABELS.index("arm_roll"), 0, 1_500_000)
+    assert np.all(tgt[:5] == -1) and np.all(tgt[5:90] == DVS_GESTURE_LABELS.index("arm_roll"))
+    assert np.all(tgt[90:] == -1)
+    assert np.all(d.targets(11, 0, 2_000_000) == 11) and DVS_GESTURE_LABELS[11] == "none"
 
 
 def test_gate_mask_equals_the_runtime_gate_stages():

@@ -2,7 +2,9 @@
 
 Steps (all seeded; the same command gives the same weights on the same machine):
 
-1. clips for the ``train``/``val``/``test`` splits (``apps.gesture.dataset``; cached under ``--data-dir``);
+1. clips for the ``train``/``val``/``test`` splits (``apps.gesture.dataset``; cached under ``--data-dir``), or, with
+   ``--dvs-gesture ROOT``, IBM's DVS128 Gesture from tonic's folder (``apps.gesture.dvs_gesture``: 11 classes and
+   ``none``, the network's own output head; only the left–right mirror as augmentation);
 2. training in PyTorch on the CPU at ``--bin-us`` bins with surrogate gradients (``apps.gesture.model``), with
    augmentation that keeps labels honest: the 8 symmetries of the square with the labels they swap (a mirror
    turns ``swipe_left`` into ``swipe_right`` and ``circle_cw`` into ``circle_ccw``), contrast inversion (ON↔OFF),
@@ -35,17 +37,16 @@ import numpy as np
 
 from apps.training.averaging import WeightAverage
 from apps.training.memory import keep_freed_memory
-from graphs.gesture import INPUT_PX, LABELS, WEIGHTS_PATH, default_gates, topology
+from graphs.gesture import DVS_GESTURE_LABELS, INPUT_PX, LABELS, WEIGHTS_PATH, default_gates, topology
 from graphs.motion import MotionDirections, directions_of
 from graphs.network import save_network
 
 from .dataset import ClipSet, bin_events, build_split, default_cache_dir
 from .decision import DecisionConfig, clip_answer, decide_counts
 
-__all__ = ["main", "parse_args", "Batcher", "evaluate", "D4_LABEL_SWAPS", "dihedral", "gate_mask", "clip_answers",
+__all__ = ["main", "parse_args", "Batcher", "evaluate", "D4_LABEL_SWAPS", "LABEL_SWAPS", "dihedral", "gate_mask", "clip_answers",
            "stream_answers", "calibrate_decision"]
 
-NONE = LABELS.index("none")
 _SWAPS = {
     "flip_x": (("swipe_left", "swipe_right"), ("circle_cw", "circle_ccw")),
     "flip_y": (("swipe_up", "swipe_down"), ("circle_cw", "circle_ccw")),
@@ -53,15 +54,22 @@ _SWAPS = {
 }
 
 
-def _perm(pairs) -> np.ndarray:
-    p = np.arange(len(LABELS))
+def _perm(pairs, labels: Sequence[str] = LABELS) -> np.ndarray:
+    p = np.arange(len(labels))
     for a, b in pairs:
-        i, j = LABELS.index(a), LABELS.index(b)
+        i, j = labels.index(a), labels.index(b)
         p[i], p[j] = j, i
     return p
 
 
 D4_LABEL_SWAPS = {k: _perm(v) for k, v in _SWAPS.items()}
+# DVS128 Gesture: people stand upright, so only the mirror in x; it turns the right arm into the left one (as seen)
+# and reverses its rotation. Clapping, arm roll, air drums, air guitar and other gestures stay what they are
+_DVS_SWAPS = {"flip_x": (("right_hand_wave", "left_hand_wave"), ("right_arm_cw", "left_arm_ccw"),
+                         ("right_arm_ccw", "left_arm_cw"))}
+# per vocabulary, the symmetries used as augmentation and the label permutation of each
+LABEL_SWAPS = {LABELS: D4_LABEL_SWAPS,
+               DVS_GESTURE_LABELS: {k: _perm(v, DVS_GESTURE_LABELS) for k, v in _DVS_SWAPS.items()}}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -83,7 +91,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--bin-us", type=int, default=50_000)
-    p.add_argument("--clip-us", type=int, default=2_000_000, help="training window per clip")
+    p.add_argument("--clip-us", type=int, default=None,
+                   help="training and evaluation window per clip (default 2 s; 6 s with --dvs-gesture)")
+    p.add_argument("--dvs-gesture", type=Path, default=None, metavar="ROOT",
+                   help="train on IBM's DVS128 Gesture instead of rendered clips: the save_to folder of "
+                        "tonic.datasets.DVSGesture (ROOT/DVSGesture/ibmGestureTrain, ibmGestureTest); 11 classes and "
+                        "none, its own output head; train users 21-23 are the val split")
+    p.add_argument("--label-from-ms", type=float, default=None,
+                   help="a bin's target is the label from this long after the gesture's onset (default: from 40 %% "
+                        "of its course; 500 ms with --dvs-gesture, whose samples are one gesture throughout)")
     p.add_argument("--rate-band", type=float, nargs=2, default=(0.02, 0.4), metavar=("LOW", "HIGH"),
                    help="spikes per neuron per bin each layer is kept within (silent layers do not learn; busy "
                         "ones cost ops)")
@@ -160,7 +176,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="keep the weights of the network file --out; choose its decision settings again on the val "
                         "clips and measure the test clips again")
     p.add_argument("--quiet", action="store_true")
-    return p.parse_args(list(argv) if argv is not None else None)
+    args = p.parse_args(list(argv) if argv is not None else None)
+    if args.clip_us is None:
+        args.clip_us = 6_000_000 if args.dvs_gesture is not None else 2_000_000
+    if args.label_from_ms is None and args.dvs_gesture is not None:
+        args.label_from_ms = 500.0
+    return args
+
+
+def _label_from_us(args) -> int | None:
+    return None if args.label_from_ms is None else int(round(args.label_from_ms * 1000))
+
+
+def _dvs_splits(args, say) -> tuple[ClipSet, ClipSet, ClipSet]:
+    """(train, val, test) of DVS128 Gesture from ``--dvs-gesture`` (cached next to the rendered clips)."""
+    from .dvs_gesture import load_splits
+
+    def progress(name):
+        def f(done, total):
+            if done % 100 == 0 or done == total:
+                say(f"  DVS128 Gesture {name}: {done}/{total} samples")
+        return f
+
+    cache = Path(args.data_dir) if args.data_dir else default_cache_dir()
+    return load_splits(args.dvs_gesture, cache, progress=progress)
 
 
 # -- samples and batches -------------------------------------------------------------------------------------------
@@ -170,8 +209,15 @@ class Batcher:
     gives the sensor events per bin before the gates, (T, B), for a gain that counts those, and which samples
     went through the gates, (B,), so the network's channel gates act on the same ones."""
 
-    def __init__(self, clips: ClipSet, bin_us: int, clip_us: int, gates=None, motion=None, threads: int = 1):
+    def __init__(self, clips: ClipSet, bin_us: int, clip_us: int, gates=None, motion=None, threads: int = 1,
+                 labels: Sequence[str] = LABELS, label_from_us: int | None = None):
+        """``labels``: the vocabulary (``none`` last); ``label_from_us``: a bin's target is the clip's label from
+        this long after its onset (None: from 40 % of the gesture's course)."""
         self.clips = clips
+        self.labels = tuple(labels)
+        self.none = len(self.labels) - 1
+        self.swaps = LABEL_SWAPS[self.labels]
+        self.label_from_us = label_from_us
         self.bin_us = int(bin_us)
         self.n_bins = int(clip_us) // int(bin_us)
         self.gates = gates
@@ -188,7 +234,7 @@ class Batcher:
         label = int(self.clips.label[i])
         onset, offset = int(self.clips.onset_us[i]), int(self.clips.offset_us[i])
         if rng is not None:
-            t, addr, label, onset, offset = _augment(t, addr, label, onset, offset, rng)
+            t, addr, label, onset, offset = _augment(t, addr, label, onset, offset, rng, self.swaps)
         return t, addr, label, onset, offset
 
     def _finish(self, drawn, gate: bool):
@@ -207,11 +253,11 @@ class Batcher:
         k = np.arange(self.n_bins)
         start, end = k * self.bin_us, (k + 1) * self.bin_us
         tgt = np.full(self.n_bins, -1, np.int64)
-        if label == NONE:
-            tgt[:] = NONE
+        if label == self.none:
+            tgt[:] = self.none
             return tgt
-        tgt[end <= onset] = NONE
-        decided = onset + 0.4 * (offset - onset)
+        tgt[end <= onset] = self.none
+        decided = onset + (0.4 * (offset - onset) if self.label_from_us is None else self.label_from_us)
         tgt[(start >= decided) & (end <= offset + 300_000)] = label
         return tgt
 
@@ -237,28 +283,34 @@ class Batcher:
         return x, np.stack(tg, axis=1), np.array(labels), np.stack(sensor, axis=1), gated
 
 
-def dihedral(addr: np.ndarray, label: int, flip_x: bool, flip_y: bool, transpose: bool
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def dihedral(addr: np.ndarray, label: int, flip_x: bool, flip_y: bool, transpose: bool,
+             swaps: dict = D4_LABEL_SWAPS) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(polarity, x, y, label) of network-input addresses after a mirror in x, then in y, then a transpose
-    (swapping x and y), with the label each symmetry turns the gesture into."""
+    (swapping x and y), with the label each symmetry turns the gesture into (``swaps``: one vocabulary's entry
+    of ``LABEL_SWAPS``; a symmetry it lacks is refused)."""
+    for name, on in (("flip_x", flip_x), ("flip_y", flip_y), ("transpose", transpose)):
+        if on and name not in swaps:
+            raise ValueError(f"dihedral: {name} is not a symmetry of this vocabulary (it has {sorted(swaps)})")
     hw = INPUT_PX * INPUT_PX
     p, pos = addr // hw, addr % hw
     y, x = pos // INPUT_PX, pos % INPUT_PX
     if flip_x:
         x = INPUT_PX - 1 - x
-        label = int(D4_LABEL_SWAPS["flip_x"][label])
+        label = int(swaps["flip_x"][label])
     if flip_y:
         y = INPUT_PX - 1 - y
-        label = int(D4_LABEL_SWAPS["flip_y"][label])
+        label = int(swaps["flip_y"][label])
     if transpose:
         x, y = y, x
-        label = int(D4_LABEL_SWAPS["transpose"][label])
+        label = int(swaps["transpose"][label])
     return p, x, y, label
 
 
-def _augment(t, addr, label, onset, offset, rng):
+def _augment(t, addr, label, onset, offset, rng, swaps: dict = D4_LABEL_SWAPS):
     hw = INPUT_PX * INPUT_PX
-    p, x, y, label = dihedral(addr, label, rng.random() < 0.5, rng.random() < 0.5, rng.random() < 0.5)
+    # three draws whatever the vocabulary allows: the rest of a sample's draws stay where they were
+    flips = [rng.random() < 0.5 and name in swaps for name in ("flip_x", "flip_y", "transpose")]
+    p, x, y, label = dihedral(addr, label, *flips, swaps=swaps)
     if rng.random() < 0.5:  # contrast inversion: a dark hand on a bright background
         p = 1 - p
     dx, dy = rng.integers(-4, 5, 2)
@@ -312,7 +364,7 @@ def _logits(traces, beta, none_bias):
     import torch
 
     prior = torch.zeros(traces.shape[-1])
-    prior[NONE] = 1.0
+    prior[-1] = 1.0  # none
     return beta * traces + none_bias * prior
 
 
@@ -328,7 +380,7 @@ def _loss(out, tgt, labels, beta, none_bias, tau_us: float, bin_us: int, window_
     logits = _logits(_traces(out, tau_us, bin_us), beta, none_bias)
     tgt_t = torch.from_numpy(tgt)
     lw = None if label_weights is None else torch.as_tensor(label_weights, dtype=logits.dtype)
-    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, len(LABELS)), tgt_t.reshape(-1), ignore_index=-1,
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_t.reshape(-1), ignore_index=-1,
                                            reduction="none").reshape(tgt.shape)
     valid = (tgt_t >= 0).float()
     if lw is not None:
@@ -386,7 +438,9 @@ def _ops_penalty(model, x, rec, on, target: float):
 
 def init_from(model, path) -> DecisionConfig:
     """Copy a gesture network file's parameters into ``model`` (every parameter the file has must fit; channel
-    gates the file lacks keep their fresh values) and return its learned decision settings."""
+    gates the file lacks keep their fresh values) and return its learned decision settings. A file with another
+    vocabulary (the rendered clips' network under ``--dvs-gesture``) gives everything but its output layer: the
+    model keeps its own fresh head, and the decision settings start from the defaults."""
     import torch
 
     from runtime.errors import FormatError
@@ -398,16 +452,20 @@ def init_from(model, path) -> DecisionConfig:
     except (OSError, KeyError, ValueError, FormatError) as e:
         raise SystemExit(f"--init {path}: cannot read a gesture network from it ({e})") from None
     mine = model.state_dict()
-    for k, v in src.state_dict().items():
+    theirs = src.state_dict()
+    own_head = theirs["fc2.weight"].shape[0] != mine["fc2.weight"].shape[0]
+    if own_head:
+        del theirs["fc2.weight"]
+    for k, v in theirs.items():
         if k not in mine or mine[k].shape != v.shape:
             found = "no such parameter" if k not in mine else f"shape {tuple(mine[k].shape)}"
             raise SystemExit(f"--init {path}: its parameter {k} has shape {tuple(v.shape)}, the model asked for by "
                              f"the options has {found}")
     with torch.no_grad():
-        for k, v in src.state_dict().items():
+        for k, v in theirs.items():
             mine[k].copy_(v)
     learned = topo.get("meta", {}).get("decision_learned")
-    return DecisionConfig(**learned) if learned else DecisionConfig()
+    return DecisionConfig(**learned) if learned and not own_head else DecisionConfig()
 
 
 def backward(task, penalty, only=None) -> None:
@@ -427,22 +485,23 @@ def backward(task, penalty, only=None) -> None:
             prm.grad = g if prm.grad is None else prm.grad + g
 
 
-def label_weights(specs) -> list[float] | None:
+def label_weights(specs, labels: Sequence[str] = LABELS) -> list[float] | None:
     """``["zoom_in=1.5", ...]`` → one loss weight per label (1 where not given); None when nothing is given."""
     if not specs:
         return None
-    w = [1.0] * len(LABELS)
+    labels = tuple(labels)
+    w = [1.0] * len(labels)
     for spec in specs:
         name, sep, value = str(spec).partition("=")
-        if not sep or name not in LABELS:
-            raise SystemExit(f"--label-weight: expected LABEL=W with LABEL one of {list(LABELS)}, got {spec!r}")
+        if not sep or name not in labels:
+            raise SystemExit(f"--label-weight: expected LABEL=W with LABEL one of {list(labels)}, got {spec!r}")
         try:
             v = float(value)
         except ValueError:
             raise SystemExit(f"--label-weight: expected a number after '{name}=', got {value!r}") from None
         if not (v > 0 and math.isfinite(v)):
             raise SystemExit(f"--label-weight: expected a finite weight > 0 for {name}, got {value!r}")
-        w[LABELS.index(name)] = v
+        w[labels.index(name)] = v
     return w
 
 
@@ -452,6 +511,7 @@ def evaluate(model, batcher: Batcher, decision: DecisionConfig, gate_prob: float
     import torch
 
     n = len(batcher.clips)
+    labels_ = batcher.labels
     pred, true, ttd = [], [], []
     with torch.no_grad():
         for s in range(0, n, batch):
@@ -463,20 +523,21 @@ def evaluate(model, batcher: Batcher, decision: DecisionConfig, gate_prob: float
                 counts = out[:, j, :]
                 if counts_out is not None:
                     counts_out.append(counts)
-                dec = decide_counts(counts, batcher.bin_us, LABELS, decision)
+                dec = decide_counts(counts, batcher.bin_us, labels_, decision)
                 ans = clip_answer(dec)
-                pred.append(LABELS.index(ans))
+                pred.append(labels_.index(ans))
                 true.append(int(labels[j]))
-                if ans != "none" and ans == LABELS[int(labels[j])]:
+                if ans != "none" and ans == labels_[int(labels[j])]:
                     best = max(dec, key=lambda d: d["score"])
                     ttd.append(best["t_us"] - int(batcher.clips.onset_us[i]))
-    return summarize(np.array(true), np.array(pred), ttd)
+    return summarize(np.array(true), np.array(pred), ttd, labels_)
 
 
-def summarize(true: np.ndarray, pred: np.ndarray, ttd: Sequence[int]) -> dict:
-    conf = np.zeros((len(LABELS), len(LABELS)), np.int64)
+def summarize(true: np.ndarray, pred: np.ndarray, ttd: Sequence[int], labels: Sequence[str] = LABELS) -> dict:
+    n = len(labels)
+    conf = np.zeros((n, n), np.int64)
     np.add.at(conf, (true, pred), 1)
-    per_class = {LABELS[c]: (float(conf[c, c] / conf[c].sum()) if conf[c].sum() else None) for c in range(len(LABELS))}
+    per_class = {labels[c]: (float(conf[c, c] / conf[c].sum()) if conf[c].sum() else None) for c in range(n)}
     return {
         "accuracy": float((true == pred).mean()) if true.shape[0] else 0.0,
         "per_class": per_class,
@@ -513,17 +574,18 @@ def clip_answers(counts: np.ndarray, bin_us: int, cfg: DecisionConfig, span_bins
     sink without a reset, and the result is ``(streams, clips per stream)``: each clip's answer from the decisions
     made during its own bins (see :func:`stream_answers`)."""
     n_clips, n_bins, n_labels = counts.shape
+    none = n_labels - 1  # last in every vocabulary
     per_span = span_bins is not None
     span_bins = int(span_bins) if per_span else n_bins
     n_spans = -(-n_bins // span_bins)
     prior = np.zeros(n_labels)
-    prior[NONE] = cfg.none_bias
+    prior[none] = cfg.none_bias
     decay = np.array([math.exp(-(k * bin_us) / cfg.tau_us) for k in range(n_bins + 1)])
     trace = np.zeros((n_clips, n_labels))
     active = np.zeros((n_clips, n_labels), bool)
     last = np.zeros((n_clips, n_labels))
     best = np.full((n_clips, n_spans), -1.0)
-    answer = np.full((n_clips, n_spans), NONE)
+    answer = np.full((n_clips, n_spans), none)
     last_k = np.full(n_clips, -1)
     rows = np.arange(n_clips)
 
@@ -550,7 +612,7 @@ def clip_answers(counts: np.ndarray, bin_us: int, cfg: DecisionConfig, span_bins
         fire = ~act & (p >= cfg.p_on)
         if cfg.rise > 0:
             fire |= act & (p >= last[upd] + cfg.rise)
-        fire[:, NONE] = False
+        fire[:, none] = False
         act |= fire
         active[upd] = act
         last[upd] = np.where(fire, p, last[upd])
@@ -641,7 +703,7 @@ def _best_setting(stacked: np.ndarray, labels: np.ndarray, bin_us: int, cfgs: li
     return best, best_i
 
 
-def plot_confusion(conf: np.ndarray, path: Path, title: str) -> None:
+def plot_confusion(conf: np.ndarray, path: Path, title: str, labels: Sequence[str] = LABELS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -649,10 +711,10 @@ def plot_confusion(conf: np.ndarray, path: Path, title: str) -> None:
 
     conf = np.asarray(conf)
     norm = conf / np.maximum(conf.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    fig, ax = plt.subplots(figsize=(7.5 + 0.4 * (len(labels) - 9), 6.5 + 0.4 * (len(labels) - 9)))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(LABELS)), LABELS, rotation=45, ha="right")
-    ax.set_yticks(range(len(LABELS)), LABELS)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted (clip answer)")
     ax.set_ylabel("true")
     for i in range(conf.shape[0]):
@@ -703,14 +765,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"  {name}: {done}/{total} clips ({time.perf_counter() - t_start:.0f} s)", flush=True)
         return f
 
-    lweights = label_weights(args.label_weight)
-    say(f"making clips (cache: {cache or default_cache_dir()})")
-    train = build_split("train", args.train_clips, workers=args.workers, cache_dir=cache, progress=progress("train"))
-    # the epoch-picking val clips are the first of the calibration clips: render the larger set once
-    val_all = build_split("val", max(args.val_clips, args.calib_clips), workers=args.workers, cache_dir=cache,
-                          progress=progress("val"))
-    val = val_all.subset(range(args.val_clips)) if len(val_all) > args.val_clips else val_all
-    test = build_split("test", args.test_clips, workers=args.workers, cache_dir=cache, progress=progress("test"))
+    vocab = DVS_GESTURE_LABELS if args.dvs_gesture is not None else LABELS
+    lweights = label_weights(args.label_weight, vocab)
+    if args.dvs_gesture is not None:
+        say(f"reading DVS128 Gesture from {args.dvs_gesture}")
+        train, val_all, test = _dvs_splits(args, say)
+        val = val_all  # every val user's sample picks the epoch and calibrates
+    else:
+        say(f"making clips (cache: {cache or default_cache_dir()})")
+        train = build_split("train", args.train_clips, workers=args.workers, cache_dir=cache,
+                            progress=progress("train"))
+        # the epoch-picking val clips are the first of the calibration clips: render the larger set once
+        val_all = build_split("val", max(args.val_clips, args.calib_clips), workers=args.workers, cache_dir=cache,
+                              progress=progress("val"))
+        val = val_all.subset(range(args.val_clips)) if len(val_all) > args.val_clips else val_all
+        test = build_split("test", args.test_clips, workers=args.workers, cache_dir=cache, progress=progress("test"))
     t_data = time.perf_counter() - t_start
     if args.eval_limit is not None:
         val, test = val.subset(range(min(len(val), args.eval_limit))), test.subset(range(min(len(test), args.eval_limit)))
@@ -727,6 +796,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"got {args.delays_ms}")
     c1, c2, c3 = args.channels
     mcfg = ModelConfig(bin_us=args.bin_us, c1=c1, c2=c2, c3=c3, c3_stride=args.conv3_stride, hidden=args.hidden,
+                       n_out=len(vocab),
                        pool=args.pool, in_channels=motion.channels if motion else 2, gain_ref=args.input_gain_ref,
                        gain_count=args.input_gain_count,
                        gain_tau_us=args.input_gain_tau_ms * 1000.0,
@@ -747,8 +817,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = list(model.parameters()) + [beta, none_bias]
     opt = torch.optim.Adam(params, lr=args.lr)
     gate_params = [*model.gate_w.values(), *model.gate_b.values()]
-    tb = Batcher(train, args.bin_us, args.clip_us, gates, motion, threads=args.threads)
-    vb = Batcher(val, args.bin_us, args.clip_us, gates, motion, threads=args.threads)
+    tb = Batcher(train, args.bin_us, args.clip_us, gates, motion, threads=args.threads, labels=vocab,
+                 label_from_us=_label_from_us(args))
+    vb = Batcher(val, args.bin_us, args.clip_us, gates, motion, threads=args.threads, labels=vocab,
+                 label_from_us=_label_from_us(args))
     steps_per_epoch = max(1, len(train) // args.batch)
     total_steps = steps_per_epoch * args.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total_steps, pct_start=0.1)
@@ -825,29 +897,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = {
         "train_framework": {"gates_on": test_on, "gates_off": test_off, "val_accuracy": val_acc},
         "history": history, "minutes_total": round(minutes, 2), "minutes_data": round(t_data / 60, 2),
-        "best_epoch": ep_best, "args": vars(args),
+        "best_epoch": ep_best, "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
+    if args.dvs_gesture is not None:
+        metrics["dataset"] = {"name": "DVSGesture", "train": len(train), "val": len(val), "test": len(test)}
     arrays = to_arrays(model)
     topo = topology(arrays.pop("tau_us"), bin_us=args.bin_us, channels=(mcfg.c1, mcfg.c2, mcfg.c3),
                     hidden=mcfg.hidden, conv3_stride=mcfg.c3_stride, pool=mcfg.pool, motion=motion, delays_us=delays_us, gates=gates,
                     input_gain=gain_of(mcfg), channel_gates={n: mcfg.gate_tau_us for n in mcfg.channel_gates},
+                    labels=vocab,
                     meta={"decision": dec_cfg.to_dict(), "decision_learned": base.to_dict(), "model": asdict(mcfg),
                           "metrics": metrics})
     save_network(topo, out, arrays)
     say(f"wrote {out.with_suffix('.json')} + .npz; confusion matrix {args.confusion}")
+    if args.dvs_gesture is not None:  # rendered clips: `clockless bench gesture` measures the runtime
+        t0 = time.perf_counter()
+        rt = runtime_accuracy(out, test)
+        say(f"test accuracy in the event-driven runtime ({len(test)} samples, each alone, gates on, "
+            f"{time.perf_counter() - t0:.0f} s): {rt:.3f} (training framework {test_on['accuracy']:.3f})")
+        raw = json.loads(out.with_suffix(".json").read_text())
+        raw["meta"]["metrics"]["runtime"] = {"accuracy": rt, "clips": len(test)}
+        out.with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")
     return 0
+
+
+def runtime_accuracy(path: Path, clips: ClipSet) -> float:
+    """Share of ``clips`` the event-driven runtime answers right (each clip alone from rest, gates on, the network
+    file's decision settings; answer = the best decision or ``none``)."""
+    from graphs.gesture import load_network_file
+
+    from .app import run_network_input
+
+    net = load_network_file(path)
+    cfg = DecisionConfig(**net.decision)
+    right = 0
+    for i in range(len(clips)):
+        t, addr = clips.events(i)
+        dur = int(clips.duration_us[i])
+        keep = t < dur
+        report = run_network_input(net, t[keep], addr[keep], dur, gates=True, decision=cfg)
+        right += clip_answer(report["decisions"]) == net.labels[int(clips.label[i])]
+    return right / len(clips) if len(clips) else 0.0
 
 
 def _calibration_clips(args, gates, motion, val: ClipSet, vb: Batcher, val_all: ClipSet) -> tuple[ClipSet, Batcher]:
     """The val clips the decision settings are chosen on: the first ``--calib-clips`` of ``val_all`` (the
     epoch-picking val clips are their first ones), as many as are asked for in a smoke run."""
-    n = args.calib_clips
+    n = args.calib_clips if args.dvs_gesture is None else len(val_all)
     if args.eval_limit is not None:
         n = min(n, args.eval_limit)
     if n == len(val):
         return val, vb
     cal = val_all.subset(range(n))
-    return cal, Batcher(cal, vb.bin_us, vb.n_bins * vb.bin_us, gates, motion, threads=vb.threads)
+    return cal, Batcher(cal, vb.bin_us, vb.n_bins * vb.bin_us, gates, motion, threads=vb.threads, labels=vb.labels,
+                        label_from_us=vb.label_from_us)
 
 
 def _decide_and_test(model, vb: Batcher, counts: list, val: ClipSet, test: ClipSet, base: DecisionConfig, args,
@@ -864,7 +967,8 @@ def _decide_and_test(model, vb: Batcher, counts: list, val: ClipSet, test: ClipS
     say(f"decision settings on val ({time.perf_counter() - t0:.0f} s): tau {dec_cfg.tau_us / 1e3:.0f} ms, beta "
         f"{dec_cfg.beta:.3f}, none_bias {dec_cfg.none_bias}, p_on {dec_cfg.p_on}, p_off {dec_cfg.p_off}, rise "
         f"{dec_cfg.rise} ({len(counts)} clips, val acc {val_acc:.3f}{streams})")
-    teb = Batcher(test, vb.bin_us, vb.n_bins * vb.bin_us, gates, motion, threads=vb.threads)
+    teb = Batcher(test, vb.bin_us, vb.n_bins * vb.bin_us, gates, motion, threads=vb.threads, labels=vb.labels,
+                  label_from_us=vb.label_from_us)
     test_counts: list = []
     test_on = evaluate(model, teb, dec_cfg, gate_prob=1.0, counts_out=test_counts)
     test_off = evaluate(model, teb, dec_cfg, gate_prob=0.0)
@@ -877,9 +981,10 @@ def _decide_and_test(model, vb: Batcher, counts: list, val: ClipSet, test: ClipS
     say(f"test accuracy (training framework, {vb.bin_us // 1000} ms bins, {len(test)} clips): gates on "
         f"{test_on['accuracy']:.3f}, gates off {test_off['accuracy']:.3f}{streams}")
     for name, a in test_on["per_class"].items():
-        say(f"  {name:<12} {a:.3f}")
+        say(f"  {name:<15} {a:.3f}" if a is not None else f"  {name:<15} (no clips)")
+    what = "DVS128 Gesture test split" if vb.labels == DVS_GESTURE_LABELS else "gesture test split"
     plot_confusion(np.array(test_on["confusion"]), Path(args.confusion),
-                   f"gesture test split, training framework, gates on: {test_on['accuracy']:.1%}")
+                   f"{what}, training framework, gates on: {test_on['accuracy']:.1%}", vb.labels)
     return dec_cfg, val_acc, test_on, test_off
 
 
@@ -901,12 +1006,20 @@ def recalibrate(args, say) -> int:
     learned = meta.get("decision_learned") or meta.get("decision") or {}
     base = DecisionConfig(**learned)
     cache = Path(args.data_dir) if args.data_dir else None
-    val = build_split("val", args.calib_clips, workers=args.workers, cache_dir=cache)
-    test = build_split("test", args.test_clips, workers=args.workers, cache_dir=cache)
+    if net.labels == DVS_GESTURE_LABELS:
+        if args.dvs_gesture is None:
+            raise SystemExit(f"--recalibrate: {jpath} is a DVS128 Gesture network; expected --dvs-gesture ROOT")
+        _, val, test = _dvs_splits(args, say)
+    elif args.dvs_gesture is not None:
+        raise SystemExit(f"--recalibrate: {jpath} has the rendered clips' labels; --dvs-gesture does not apply to it")
+    else:
+        val = build_split("val", args.calib_clips, workers=args.workers, cache_dir=cache)
+        test = build_split("test", args.test_clips, workers=args.workers, cache_dir=cache)
     if args.eval_limit is not None:
         val, test = val.subset(range(min(len(val), args.eval_limit))), test.subset(range(min(len(test), args.eval_limit)))
     bin_us = int(topo["bin_us"])
-    vb = Batcher(val, bin_us, args.clip_us, net.gates, net.motion, threads=args.threads)  # as the trainer evaluated
+    vb = Batcher(val, bin_us, args.clip_us, net.gates, net.motion, threads=args.threads,  # as the trainer evaluated
+                 labels=net.labels, label_from_us=_label_from_us(args))
     counts: list = []
     evaluate(model, vb, base, gate_prob=1.0, counts_out=counts)
     dec_cfg, val_acc, test_on, test_off = _decide_and_test(model, vb, counts, val, test, base, args, net.gates,
