@@ -46,7 +46,8 @@ from .motion import MotionDirections
 from .network import load_network, read_topology
 
 __all__ = [
-    "LABELS", "GESTURES", "DVS_GESTURE_CLASSES", "DVS_GESTURE_LABELS", "VOCABULARIES", "INPUT_PX", "BIN_PIXELS", "WEIGHTS_PATH", "front_end", "bin_factor", "SquareCrop",
+    "LABELS", "GESTURES", "DVS_GESTURE_CLASSES", "DVS_GESTURE_LABELS", "VOCABULARIES", "INPUT_PX", "BIN_PIXELS",
+    "WEIGHTS_PATH", "front_end", "bin_factor", "SquareCrop",
     "BinToInput", "apply_stages", "default_gates", "GainCount",
     "topology", "load_network_file", "GestureNet", "build", "add_core", "DelayLine", "build_default", "sweep_events",
 ]
@@ -211,7 +212,8 @@ def topology(taus_us: Sequence[float], *, bin_us: int, channels: Sequence[int] =
     ``NAME.gate_weight``, ``NAME.gate_bias``). ``labels``: one of ``VOCABULARIES``."""
     labels = tuple(labels)
     if labels not in VOCABULARIES:
-        raise ValueError(f"gesture topology: labels must be one of {[list(v) for v in VOCABULARIES]}, got {list(labels)}")
+        raise ValueError(f"gesture topology: labels must be one of {[list(v) for v in VOCABULARIES]}, "
+                         f"got {list(labels)}")
     taus = [float(t) for t in taus_us]
     if len(taus) != 5:
         raise ValueError(f"gesture topology: expected 5 time constants (one per layer), got {len(taus)}")
@@ -279,8 +281,8 @@ class GestureNet:
         self.source = source
         self.labels = tuple(net.labels) if net.labels else LABELS
         if self.labels not in VOCABULARIES:
-            raise FormatError(source, "field 'labels': expected one of " + " or ".join(str(list(v)) for v in VOCABULARIES)
-                              + f", got {list(self.labels)}")
+            known = " or ".join(str(list(v)) for v in VOCABULARIES)
+            raise FormatError(source, f"field 'labels': expected one of {known}, got {list(self.labels)}")
         self.bin_us = int(net.meta.get("bin_us", 1000))
         self.decision = dict(self.meta.get("decision", {}))
         self.delays_us = tuple(int(d) for d in self.meta.get("delays_us", [0]))

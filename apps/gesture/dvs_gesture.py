@@ -96,7 +96,8 @@ def to_clips(dataset, indices: Sequence[int], name: str,
             progress(k + 1, len(indices))
     n = len(lens)
     return ClipSet(
-        name, np.concatenate(ts) if ts else np.zeros(0, np.int32), np.concatenate(addrs) if addrs else np.zeros(0, np.int16),
+        name, np.concatenate(ts) if ts else np.zeros(0, np.int32),
+        np.concatenate(addrs) if addrs else np.zeros(0, np.int16),
         np.concatenate([[0], np.cumsum(np.asarray(lens, np.int64))]), np.asarray(labels, np.int8),
         np.zeros(n, np.int64), np.asarray(durs, np.int64), np.asarray(durs, np.int64),
         np.full(n, SENSOR[0], np.int32), np.full(n, SENSOR[1], np.int32), np.zeros(n, np.float32),

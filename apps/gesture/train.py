@@ -44,8 +44,8 @@ from graphs.network import save_network
 from .dataset import ClipSet, bin_events, build_split, default_cache_dir
 from .decision import DecisionConfig, clip_answer, decide_counts
 
-__all__ = ["main", "parse_args", "Batcher", "evaluate", "D4_LABEL_SWAPS", "LABEL_SWAPS", "dihedral", "gate_mask", "clip_answers",
-           "stream_answers", "calibrate_decision"]
+__all__ = ["main", "parse_args", "Batcher", "evaluate", "D4_LABEL_SWAPS", "LABEL_SWAPS", "dihedral", "gate_mask",
+           "clip_answers", "stream_answers", "calibrate_decision", "runtime_accuracy"]
 
 _SWAPS = {
     "flip_x": (("swipe_left", "swipe_right"), ("circle_cw", "circle_ccw")),
