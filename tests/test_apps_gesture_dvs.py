@@ -152,9 +152,13 @@ def test_training_on_dvs_gesture_writes_a_network_the_runtime_replays(dvs_root, 
     report = run(build(TonicDatasetSource(open_split(root, False), gap_us=300_000), weights=net))
     assert report["decisions"], "the fine-tuned network decided nothing on 11 samples of real DVS128 events"
     assert {d["label"] for d in report["decisions"]} <= set(DVS_GESTURE_CLASSES)
-    # and --recalibrate finds it is a DVS128 Gesture network
+    # --recalibrate and the bench's rendered clips know it is a DVS128 Gesture network
     with pytest.raises(SystemExit, match="is a DVS128 Gesture network; expected --dvs-gesture ROOT"):
         main(["--out", str(out), "--recalibrate", "--quiet"])
+    from apps.bench.gesture import run_suite
+
+    with pytest.raises(ValueError, match=r"answers 11 other gestures \(hand_clapping, .*measured by the trainer"):
+        run_suite(quick=True, weights=out, cache_dir=tmp_path / "cache")
 
 
 def test_the_runtime_refuses_a_network_file_with_another_vocabulary(tmp_path):

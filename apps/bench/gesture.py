@@ -48,6 +48,11 @@ def run_suite(quick: bool = False, plots_dir: Path | None = None, *, n_test: int
               cache_dir: Path | None = None) -> dict:
     weights = Path(weights) if weights is not None else WEIGHTS_PATH
     net = load_network_file(weights)
+    if net.labels != LABELS:
+        raise ValueError(f"bench gesture: {weights} answers {len(net.labels) - 1} other gestures "
+                         f"({', '.join(net.labels[:3])}, ...); this suite measures the rendered clips' labels "
+                         f"({', '.join(LABELS[:3])}, ...). A DVS128 Gesture network is measured by the trainer "
+                         "(`clockless train gesture --dvs-gesture ROOT` prints its test accuracy in the runtime)")
     # 270 of the 900 test clips (30 per label) keep `clockless bench all` under 15 minutes; the trainer reports the
     # training framework on all 900 (n_test=900 runs the whole split here too)
     n_test = n_test if n_test is not None else (90 if quick else 270)
