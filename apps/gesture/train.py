@@ -96,7 +96,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dvs-gesture", type=Path, default=None, metavar="ROOT",
                    help="train on IBM's DVS128 Gesture instead of rendered clips: the save_to folder of "
                         "tonic.datasets.DVSGesture (ROOT/DVSGesture/ibmGestureTrain, ibmGestureTest); 11 classes and "
-                        "none, its own output head; train users 21-23 are the val split")
+                        "none, its own output head; train users 21-23 are the val split (every sample of each split "
+                        "is used: the --*-clips counts are for rendered clips)")
     p.add_argument("--label-from-ms", type=float, default=None,
                    help="a bin's target is the label from this long after the gesture's onset (default: from 40 %% "
                         "of its course; 500 ms with --dvs-gesture, whose samples are one gesture throughout)")
