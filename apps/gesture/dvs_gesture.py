@@ -23,9 +23,10 @@ import numpy as np
 
 from graphs.gesture import DVS_GESTURE_CLASSES, apply_stages, front_end
 from runtime.spec import dvs_spec
+from sensors.filters import check_in_sensor
 from sensors.tonic_datasets import DatasetError, sample_to_events
 
-from .dataset import ClipSet
+from .dataset import DATA_VERSION, ClipSet
 
 __all__ = ["FOLDERS", "VAL_USERS", "open_split", "to_clips", "load_splits"]
 
@@ -55,9 +56,7 @@ def _dataset_class():
 
 def open_split(root: str | Path, train: bool):
     """tonic's ``DVSGesture`` over the extracted ``ROOT/DVSGesture/<split folder>`` (never downloads)."""
-    ds = _dataset_class()(str(root), train=train)
-    if len(ds) == 0:  # pragma: no cover - _check_exists found at least one file
-        raise DatasetError(f"DVS128 Gesture: no samples under {Path(ds.location_on_system) / ds.folder_name}")
+    ds = _dataset_class()(str(root), train=train)  # _check_exists found at least one sample or raised
     n = len(DVS_GESTURE_CLASSES)
     bad = [(p, k) for p, k in zip(ds.data, ds.targets) if not 0 <= k < n]
     if bad:
@@ -78,11 +77,7 @@ def to_clips(dataset, indices: Sequence[int], name: str,
         ev = sample_to_events(raw, "dvs", where=where)
         if ev.shape[0] == 0:
             raise DatasetError(f"{where}: the sample has no events")
-        bad = (ev["x"] < 0) | (ev["x"] >= SENSOR[0]) | (ev["y"] < 0) | (ev["y"] >= SENSOR[1])
-        if bad.any():
-            j = int(np.argmax(bad))
-            raise DatasetError(f"{where}: event {j} at x={int(ev['x'][j])}, y={int(ev['y'][j])} lies outside the "
-                               f"{SENSOR[0]}×{SENSOR[1]} sensor")
+        check_in_sensor(ev, spec, where=where)
         ev["t"] -= ev["t"][0]  # clip time from the sample's first event
         dur = int(ev["t"][-1]) + 1
         spikes, _ = apply_stages(stages, spec, ev, t_end_us=dur)
@@ -108,7 +103,8 @@ def load_splits(root: str | Path, cache_dir: Path, val_users: Sequence[int] = VA
                 progress: Callable[[str], Callable[[int, int], None]] | None = None
                 ) -> tuple[ClipSet, ClipSet, ClipSet]:
     """(train, val, test) clips: the train split without ``val_users``, those users, the test split. Cached in
-    ``cache_dir`` under a key of the folder, its files and their sizes (a changed dataset is read again)."""
+    ``cache_dir`` under a key of the files, their sizes and the clips' ``DATA_VERSION`` (a changed dataset or front
+    end is read again)."""
     sets = []
     train_ds, test_ds = open_split(root, True), open_split(root, False)
     val_users = {int(u) for u in val_users}
@@ -119,7 +115,7 @@ def load_splits(root: str | Path, cache_dir: Path, val_users: Sequence[int] = VA
                            f"(users on disk: {sorted(set(train_ds.users))}); both must be > 0")
     for name, ds, idx in (("train", train_ds, tr), ("val", train_ds, va), ("test", test_ds, list(range(len(test_ds))))):
         files = [ds.data[i] for i in idx]
-        key = hashlib.sha1(repr([(f, Path(f).stat().st_size) for f in files]).encode()).hexdigest()[:12]
+        key = hashlib.sha1(repr((DATA_VERSION, [(f, Path(f).stat().st_size) for f in files])).encode()).hexdigest()[:12]
         path = Path(cache_dir) / f"dvsgesture_{name}_{key}.npz"
         if path.is_file():
             sets.append(ClipSet.load(path, name))
